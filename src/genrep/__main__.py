@@ -1,0 +1,3 @@
+from genrep.cli.main import main
+
+raise SystemExit(main())

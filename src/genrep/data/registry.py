@@ -1,0 +1,90 @@
+"""One registry of data sources and `load_dataset`, the entry point of the data layer.
+
+A source is a function `load(split, **options) -> ImageDataset` returning images in [0, 1],
+plus a `status()` line for `genrep data list`. `load_dataset` applies the common transforms
+(value range, padding/resizing, subsetting, validation holdout) on top.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from genrep.data.dataset import ImageDataset
+from genrep.errors import DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    name: str
+    load: Callable[..., ImageDataset]
+    status: Callable[[], str]
+    description: str
+    splits: tuple[str, ...] = ("train", "test")
+
+
+_SOURCES: dict[str, Source] = {}
+
+
+def register_source(name: str, *, load, status, description: str, splits=("train", "test")) -> None:
+    _SOURCES[name] = Source(name, load, status, description, tuple(splits))
+
+
+def _ensure_builtin_sources() -> None:
+    if not _SOURCES:
+        from genrep.data import sources  # noqa: F401  (registers the built-in sources)
+
+
+def dataset_names() -> list[str]:
+    _ensure_builtin_sources()
+    return sorted(_SOURCES)
+
+
+def get_source(name: str) -> Source:
+    _ensure_builtin_sources()
+    if name not in _SOURCES:
+        raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(_SOURCES))}")
+    return _SOURCES[name]
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    *,
+    value_range: tuple[float, float] | str = (0.0, 1.0),
+    image_size: int | None = None,
+    pad_to: int | None = None,
+    limit: int | None = None,
+    validation_fraction: float = 0.0,
+    seed: int = 0,
+    **options,
+) -> ImageDataset:
+    """Load data set `name` ("digits", "mnist", ...; see `dataset_names()`).
+
+    split: a split of the source ("train"/"test"), or "val" for a seeded holdout of
+        `validation_fraction` of "train" (then "train" is the rest).
+    value_range: (0, 1) (default), (-1, 1), or the strings "01" / "-11".
+    image_size: bilinear resize to a square side; pad_to: zero-pad (in the [0,1] black) to a side.
+    limit: keep a seeded random subset of this many images.
+    options: passed to the source (e.g. `path=` for local files, `download=True`).
+    """
+    from genrep.data import transforms
+
+    source = get_source(name)
+    base_split = "train" if split == "val" else split
+    if base_split not in source.splits:
+        raise DataError(f"dataset {name!r} has no split {split!r}; valid: {', '.join(source.splits + ('val',))}")
+    if split == "val" and not 0 < validation_fraction < 1:
+        raise DataError("split='val' needs 0 < validation_fraction < 1 (e.g. validation_fraction=0.1)")
+    data = source.load(base_split, **options)
+    transforms.check_finite(data)
+    if base_split == "train" and validation_fraction > 0:
+        train, val = transforms.holdout(data, validation_fraction, seed=seed)
+        data = val if split == "val" else train
+    if limit is not None:
+        data = transforms.random_subset(data, limit, seed=seed)
+    if pad_to is not None:
+        data = transforms.pad_to(data, pad_to)
+    if image_size is not None:
+        data = transforms.resize(data, image_size)
+    return transforms.to_range(data, value_range)

@@ -1,0 +1,1 @@
+"""Models (nn.Modules) and the registry that maps CLI names to model classes and configs."""
