@@ -4,12 +4,12 @@ from genrep.models.registry import condition_for, register_model
 from genrep.models.vae import VAE, VAEConfig
 
 
-def _vae(config, data):
-    return VAE(config, image_shape=data.image_shape, value_range=data.value_range)
+def _vae(config, spec, data):
+    return VAE(config, image_shape=spec.image_shape, value_range=spec.value_range)
 
 
-def _cvae(config, data):
-    return VAE(config, image_shape=data.image_shape, value_range=data.value_range, condition=condition_for(data))
+def _cvae(config, spec, data):
+    return VAE(config, image_shape=spec.image_shape, value_range=spec.value_range, condition=condition_for(spec, data))
 
 
 register_model("vae", config_cls=VAEConfig, build=_vae, description="variational autoencoder (MLP or conv)")

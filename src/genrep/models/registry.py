@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 
 from genrep.data.dataset import ImageDataset
+from genrep.data.spec import DataSpec
 from genrep.errors import ConfigError
 from genrep.models.base import GenerativeModel
 from genrep.models.networks import ConditionEmbedding
@@ -44,19 +45,22 @@ def get_model_spec(name: str) -> ModelSpec:
     return _MODELS[name]
 
 
-def condition_for(data: ImageDataset, *, prefer: str = "labels") -> ConditionEmbedding:
-    """Condition embedding matching a data set: labels (one-hot) if it has them, else its conditions."""
-    if data.conditions is not None and (prefer == "conditions" or data.labels is None):
-        c = data.conditions
-        return ConditionEmbedding(cond_dim=c.shape[1], cond_mean=c.mean(0), cond_std=c.std(0))
-    if data.labels is not None:
-        return ConditionEmbedding(num_classes=data.num_classes)
-    raise ConfigError(f"a conditional model needs labels or conditions, but {data.name} has neither")
+def condition_for(spec: DataSpec, data: ImageDataset | None = None) -> ConditionEmbedding:
+    """Condition embedding for a data set: one-hot labels if it has labels, else its condition vectors
+    (standardised with the statistics of `data` when given; a model loaded from weights restores them)."""
+    if spec.num_classes is not None:
+        return ConditionEmbedding(num_classes=spec.num_classes)
+    if spec.cond_dim is not None:
+        c = data.conditions if data is not None else None
+        return ConditionEmbedding(cond_dim=spec.cond_dim, cond_mean=None if c is None else c.mean(0),
+                                  cond_std=None if c is None else c.std(0))
+    raise ConfigError(f"a conditional model needs labels or conditions, but {spec.name} has neither")
 
 
-def build_model(name: str, config, data: ImageDataset) -> GenerativeModel:
-    """Instantiate model `name` with its config for images shaped/ranged like `data`."""
-    spec = get_model_spec(name)
-    if not isinstance(config, spec.config_cls):
-        raise ConfigError(f"model {name!r} takes a {spec.config_cls.__name__}, got {type(config).__name__}")
-    return spec.build(config, data)
+def build_model(name: str, config, spec: DataSpec, data: ImageDataset | None = None) -> GenerativeModel:
+    """Instantiate model `name` with its config for images described by `spec`; `data` (the training
+    set) supplies data-dependent initial values such as condition statistics."""
+    model_spec = get_model_spec(name)
+    if not isinstance(config, model_spec.config_cls):
+        raise ConfigError(f"model {name!r} takes a {model_spec.config_cls.__name__}, got {type(config).__name__}")
+    return model_spec.build(config, spec, data)

@@ -1,0 +1,103 @@
+"""`genrep train MODEL` and `genrep sample RUN`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(commands) -> None:
+    from genrep.models import model_names
+
+    train = commands.add_parser(
+        "train", help="train a model into a run folder",
+        description="Train a model. Models: " + ", ".join(model_names()) + ". "
+        "Precedence: defaults < --config YAML < the flags below < --set.")
+    train.add_argument("model", help="model name (" + ", ".join(model_names()) + ")")
+    train.add_argument("--dataset", default=None, help="data set name (see `genrep data list`)")
+    train.add_argument("--data-path", default=None, help="local file/folder for sources that take one")
+    train.add_argument("--config", default=None, help="YAML file with model/data/train sections")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set model.latent_dim=32 (repeatable)")
+    train.add_argument("--steps", type=int, default=None)
+    train.add_argument("--batch-size", type=int, default=None)
+    train.add_argument("--lr", type=float, default=None)
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--devices", type=int, default=None, help="processes/GPUs (DDP when > 1)")
+    train.add_argument("--num-nodes", type=int, default=None)
+    train.add_argument("--accelerator", default=None, help="cpu (default), cuda or auto")
+    train.add_argument("--precision", default=None, help="32-true (default), bf16-mixed, 16-mixed")
+    train.add_argument("--out", default=None, help="run folder (default runs/MODEL_DATASET)")
+    mode = train.add_mutually_exclusive_group()
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    mode.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.set_defaults(handler=train_cmd)
+
+    sample = commands.add_parser("sample", help="draw samples from a trained run into a PNG grid")
+    sample.add_argument("run", help="run folder")
+    sample.add_argument("-n", type=int, default=64)
+    sample.add_argument("-o", "--out", default=None, help="PNG path (default RUN/samples/sample.png)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--labels", default=None, help="comma-separated class labels for a conditional model")
+    sample.add_argument("--npz", default=None, help="also save the samples as an .npz (key 'images')")
+    sample.set_defaults(handler=sample_cmd)
+
+
+def _cli_overrides(args) -> dict:
+    from genrep.config import merge, parse_overrides
+
+    flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+             "devices": args.devices, "num_nodes": args.num_nodes, "accelerator": args.accelerator,
+             "precision": args.precision}
+    over: dict = {"train": {k: v for k, v in flags.items() if v is not None}}
+    if args.no_progress:
+        over["train"]["progress"] = False
+    if args.dataset:
+        over["data"] = {"name": args.dataset}
+    if args.data_path:
+        over.setdefault("data", {})["path"] = args.data_path
+    return merge(over, parse_overrides(args.set))
+
+
+def train_cmd(args) -> int:
+    from genrep.experiments.run_config import resolve_run_config
+    from genrep.experiments.train import train_run
+
+    cfg = resolve_run_config(args.model, config_file=args.config, overrides=_cli_overrides(args))
+    out = Path(args.out or f"runs/{cfg.model_name}_{cfg.data.name}")
+    summary = train_run(cfg, out, overwrite=args.overwrite, resume=args.resume)
+    if summary:
+        width = max(map(len, summary))
+        for key, value in summary.items():
+            print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+        print(f"run folder: {out} (report: {out / 'report.md'})")
+    return 0
+
+
+def sample_cmd(args) -> int:
+    import numpy as np
+    import torch
+
+    from genrep.errors import InputError
+    from genrep.experiments.train import load_trained_model
+    from genrep.utils.images import save_grid
+
+    if args.n < 1:
+        raise InputError(f"-n must be >= 1, got {args.n}")
+    model = load_trained_model(args.run)
+    cond = None
+    if args.labels:
+        try:
+            labels = [int(v) for v in args.labels.split(",")]
+        except ValueError:
+            raise InputError(f"--labels must be comma-separated integers, got {args.labels!r}") from None
+        cond = torch.tensor(labels * (args.n // len(labels) + 1))[: args.n]
+    torch.manual_seed(args.seed)
+    images = model.sample(args.n, cond)
+    out = Path(args.out or Path(args.run) / "samples" / "sample.png")
+    save_grid(images, out, value_range=model.value_range)
+    print(f"wrote {out} ({args.n} samples, range {model.value_range})")
+    if args.npz:
+        np.savez_compressed(args.npz, images=images.cpu().numpy())
+        print(f"wrote {args.npz}")
+    return 0

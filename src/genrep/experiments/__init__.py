@@ -1,0 +1,1 @@
+"""Recipes: a training job from a config, the demo, and (later) the thesis tables."""

@@ -1,0 +1,65 @@
+"""`RunConfig`: everything one training run needs (model name and config, data, training)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from genrep.config import from_dict, load_yaml, merge, to_dict
+from genrep.errors import ConfigError
+from genrep.models.registry import get_model_spec
+from genrep.training.config import TrainConfig
+
+
+@dataclasses.dataclass
+class DataConfig:
+    name: str = "digits"
+    value_range: str = "01"
+    image_size: int | None = None
+    pad_to: int | None = None
+    limit: int | None = None
+    validation_fraction: float = 0.1
+    path: str | None = None
+
+
+@dataclasses.dataclass
+class RunConfig:
+    model_name: str
+    model: Any
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+TOP_KEYS = ("model_name", "model", "data", "train")
+
+
+def run_config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    """Strictly parse a nested dict (from YAML and/or --set) into a RunConfig."""
+    unknown = sorted(set(raw) - set(TOP_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown config key {', '.join(unknown)}; valid top-level keys: {', '.join(TOP_KEYS)}")
+    if not isinstance(raw.get("model_name"), str):
+        raise ConfigError("config key model_name is missing: name the model (e.g. vae)")
+    spec = get_model_spec(raw["model_name"])
+    return RunConfig(
+        model_name=raw["model_name"],
+        model=from_dict(spec.config_cls, raw.get("model"), prefix="model."),
+        data=from_dict(DataConfig, raw.get("data"), prefix="data."),
+        train=from_dict(TrainConfig, raw.get("train"), prefix="train."),
+    )
+
+
+def resolve_run_config(model_name: str | None, *, config_file: str | None = None,
+                       overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults ← YAML file ← CLI values/overrides, in that order of precedence."""
+    raw: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    if model_name is not None:
+        if raw.get("model_name", model_name) != model_name:
+            raise ConfigError(f"config file trains {raw['model_name']!r} but the command names {model_name!r}")
+        raw["model_name"] = model_name
+    raw = merge(raw, overrides or {})
+    return run_config_from_dict(raw)
+
+
+def run_config_to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return to_dict(cfg)
