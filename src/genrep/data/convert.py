@@ -1,0 +1,50 @@
+"""Conversions shared by the sources: uint8 arrays to float image tensors, and image decoding."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genrep.errors import DataError
+
+PIL_MODES = {"gray": "L", "rgb": "RGB"}
+PERMUTE = {"NHW": None, "NCHW": (0, 1, 2, 3), "NHWC": (0, 3, 1, 2)}
+
+
+def to_nchw(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """A view of images in `layout` ("NHW", "NHWC" or "NCHW") as N×C×H×W."""
+    return x.unsqueeze(1) if layout == "NHW" else x.permute(*PERMUTE[layout])
+
+
+def uint8_to_tensor(array: np.ndarray, layout: str = "NCHW") -> torch.Tensor:
+    """uint8 images in `layout` -> float32 N×C×H×W in [0, 1]."""
+    x = torch.from_numpy(np.require(array, requirements=["C", "W"]))
+    return to_nchw(x, layout).float().div_(255.0).contiguous()
+
+
+def pil_mode(mode: str) -> str:
+    if mode not in PIL_MODES:
+        raise DataError(f"unknown image mode {mode!r}; valid: {', '.join(PIL_MODES)}")
+    return PIL_MODES[mode]
+
+
+def decode_image(data: bytes | Path, mode: str, *, label: str):
+    """A PIL image in PIL mode `mode` ("L"/"RGB") from encoded bytes or a file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
+            return image.convert(mode)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{label}: cannot decode image ({err}); the file is corrupted or not an image") from err
+
+
+def stack_images(images: list, *, label: str) -> torch.Tensor:
+    """PIL images of one size and mode -> float32 N×C×H×W in [0, 1]."""
+    if not images:
+        raise DataError(f"{label}: no images found")
+    arrays = np.stack([np.asarray(image, dtype=np.uint8) for image in images])
+    return uint8_to_tensor(arrays, "NHW" if arrays.ndim == 3 else "NHWC")
