@@ -31,6 +31,7 @@ def register(commands) -> None:
     mode.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     mode.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     train.set_defaults(handler=train_cmd)
 
     sample = commands.add_parser("sample", help="draw samples from a trained run into a PNG grid")
@@ -64,6 +65,13 @@ def train_cmd(args) -> int:
     from genrep.experiments.train import train_run
 
     cfg = resolve_run_config(args.model, config_file=args.config, overrides=_cli_overrides(args))
+    if args.print_config:
+        import yaml
+
+        from genrep.config import to_dict
+
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        return 0
     out = Path(args.out or f"runs/{cfg.model_name}_{cfg.data.name}")
     summary = train_run(cfg, out, overwrite=args.overwrite, resume=args.resume)
     if summary:
