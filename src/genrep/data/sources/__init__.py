@@ -10,3 +10,4 @@ from genrep.data.sources import omniglot  # noqa: F401
 from genrep.data.sources import celeba  # noqa: F401
 from genrep.data.sources import image_folder  # noqa: F401
 from genrep.data.sources import npz  # noqa: F401
+from genrep.data.sources import calorimeter  # noqa: F401
