@@ -1,0 +1,141 @@
+"""Atomic checkpoints and weight files, and RNG states stored as plain tensors and lists.
+
+`save_checkpoint` / `load_checkpoint` hold the full training state (`Trainer` decides the keys);
+they load with `torch.load(weights_only=True)`, so a checkpoint never unpickles arbitrary
+objects: everything in it is a tensor, number, string, None, or a list/tuple/dict of those.
+`save_weights` / `load_weights` hold only a model's state dict, as safetensors.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import safetensors.torch
+import torch
+from torch import nn
+
+from genrep.errors import CheckpointError
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call `write(temp_path)` on a temp file in `path`'s folder, fsync it, then `os.replace` it to
+    `path`: readers see either the old file or the complete new one, never a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """`err` as "Type: message" on one line, whitespace collapsed, cut to `limit` characters."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:limit]}" if text else type(err).__name__
+
+
+def save_checkpoint(path: str | Path, state: dict) -> Path:
+    """Write `state` (a dict of tensors, numbers, strings, lists, dicts) atomically to `path` with
+    `torch.save`. Returns the path."""
+    path = Path(path)
+    _atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint written by `save_checkpoint` onto the CPU (weights_only: no arbitrary
+    objects are unpickled). Raises CheckpointError naming the file if it is missing, truncated,
+    corrupted or holds something other than a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ... by cause
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupted ({one_line(err)}); delete it or resume from a copy"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a training state dict")
+    return state
+
+
+def save_weights(path: str | Path, model: nn.Module) -> Path:
+    """Write `model.state_dict()` atomically to `path` as safetensors (tensors copied to the CPU,
+    tied tensors stored once per name). Returns the path."""
+    path = Path(path)
+    tensors = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in model.state_dict().items()}
+    _atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata={"format": "pt"}))
+    return path
+
+
+def load_weights(path: str | Path, model: nn.Module) -> nn.Module:
+    """Load a safetensors file written by `save_weights` into `model` (in place; also returned).
+
+    Raises CheckpointError naming the file if it is missing or unreadable, or naming the missing
+    keys, unexpected keys and shape mismatches against the model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist")
+    try:
+        tensors = safetensors.torch.load_file(path, device="cpu")
+    except Exception as err:  # SafetensorError, OSError, ...
+        raise CheckpointError(f"weights file {path} is truncated or corrupted ({one_line(err)})") from None
+    expected = model.state_dict()
+    problems = []
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    shapes = [f"{k} {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        if items:
+            more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
+            problems.append(f"{label}: {', '.join(items[:5])}{more}")
+    if problems:
+        raise CheckpointError(f"weights file {path} does not match {type(model).__name__}: {'; '.join(problems)}")
+    model.load_state_dict(tensors)
+    return model
+
+
+def rng_states() -> dict:
+    """The states of torch (CPU and, if initialised, every CUDA device), numpy and python `random`,
+    as tensors, ints and lists (loadable with weights_only)."""
+    np_state = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
+        "numpy": {"kind": str(np_state[0]), "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": {"version": int(py_version), "internal": list(py_internal), "gauss_next": py_gauss},
+    }
+
+
+def set_rng_states(states: dict) -> None:
+    """Restore the RNG states saved by `rng_states` (CUDA states only when the device count matches)."""
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    npy = states["numpy"]
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
+    py = states["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss_next"]))

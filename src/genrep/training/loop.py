@@ -1,0 +1,425 @@
+"""The training loop: one explicit loop for every `GenerativeModel`, over Lightning Fabric.
+
+A run folder written by `Trainer.fit` holds:
+  checkpoints/last.ckpt  full training state (atomic; every `checkpoint_every` steps and at the end)
+  model.safetensors      the final weights (the EMA weights when EMA is on)
+  metrics.jsonl, tensorboard/   see `MetricsLogger`
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import torch
+from lightning_fabric import Fabric
+from torch import nn
+from tqdm.auto import tqdm
+
+from genrep.data.dataset import BatchIterator, ImageDataset
+from genrep.errors import CheckpointError, ConfigError, TrainingDivergedError
+from genrep.models.base import Output
+from genrep.training.checkpoint import (
+    load_checkpoint,
+    one_line,
+    rng_states,
+    save_checkpoint,
+    save_weights,
+    set_rng_states,
+)
+from genrep.training.config import RESUMABLE_FIELDS, TrainConfig
+from genrep.training.ema import EMA
+from genrep.training.logger import MetricsLogger
+
+CHECKPOINT_KEYS = ("model", "optimizers", "schedulers", "ema", "rng", "step", "epoch", "batch_in_epoch",
+                   "last_loss", "best_val_loss", "wall_time_s", "config")
+
+
+@dataclasses.dataclass
+class TrainState:
+    """What a hook receives on global rank 0: the global `step`, the `epoch` index, the unwrapped
+    `model` in eval mode (holding the EMA weights when EMA is on), the `run_dir` (or None) and the
+    `fabric`. The torch/numpy/python RNGs are seeded with `train.seed` for the hook and restored
+    after it, so hooks never change the training trajectory. Wrap sampling in `torch.no_grad()`."""
+
+    step: int
+    epoch: int
+    model: nn.Module
+    run_dir: Path | None
+    fabric: Fabric
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """Summary of one `fit` call. `steps`/`epoch`: where training stands (global step count, epoch
+    index); `final_loss`: training loss at the last step, averaged over processes (None if the call
+    ran no step); `wall_time_s`, `images_per_s`: of this call, all processes together; the paths
+    are None without a run folder (`weights_path` also on ranks other than 0); `val_loss` (the
+    latest) and `best_val_loss`: None without validation."""
+
+    steps: int
+    epoch: int
+    final_loss: float | None
+    wall_time_s: float
+    images_per_s: float
+    checkpoint_path: Path | None
+    weights_path: Path | None
+    val_loss: float | None = None
+    best_val_loss: float | None = None
+
+
+@dataclasses.dataclass
+class _Position:
+    """The counters stored in a checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    last_loss: float | None = None
+    best_val_loss: float | None = None
+    wall_time_s: float = 0.0
+
+
+class Trainer:
+    """Trains a `GenerativeModel` with `fit`; see the module docstring for what it writes.
+
+    Each step, by default: zero the gradients, `out = model(batch)`, `fabric.backward(out.loss)`,
+    clip the gradient norm to `train.grad_clip` (if set), `optimizer.step()`, step a per-step
+    scheduler, update the EMA; at the end of an epoch step a per-epoch scheduler.
+
+    Optional model methods change this:
+    - `configure_optimizers(cfg) -> Optimizer | list[Optimizer]` replaces the optimiser built from
+      `train.optimizer`/`lr`/...; the `train.scheduler` is attached to each optimiser.
+    - `training_step(batch, optimizers, fabric) -> Output` replaces the default step (e.g. a GAN
+      with a generator and a discriminator optimiser). It gets the batch on the device and the
+      Fabric-wrapped optimisers in the order `configure_optimizers` returned them, and must itself
+      zero the gradients, call `fabric.backward(loss)` (not `loss.backward()`), clip if wanted
+      (`fabric.clip_gradients`) and step each optimiser. It runs under `fabric.autocast()` (and
+      through the DDP wrapper under DDP). `Output.loss` is what is logged and checked for NaN.
+
+    Resuming (`resume=True`) loads `run_dir/checkpoints/last.ckpt` and restores the model, the
+    optimisers, schedulers, EMA, the RNG states and the position inside the epoch, so an interrupted
+    run ends with exactly the parameters of an uninterrupted one (same machine and settings). The
+    stored configuration must equal the current one in every key except `train.steps` and the
+    logging fields (`RESUMABLE_FIELDS`); otherwise ConfigError names the differing keys.
+    """
+
+    def __init__(self, cfg: TrainConfig, *, fabric: Fabric, run_dir: Path | None, resume: bool = False):
+        if resume and run_dir is None:
+            raise ConfigError("resuming needs a run folder: pass run_dir")
+        self.cfg, self.fabric, self.resume = cfg, fabric, resume
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self._good_step: int | None = None  # step of the last checkpoint known to be good
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """`run_dir/checkpoints/last.ckpt`, or None without a run folder."""
+        return None if self.run_dir is None else self.run_dir / "checkpoints" / "last.ckpt"
+
+    def fit(self, model: nn.Module, train: ImageDataset, *, val: ImageDataset | None = None,
+            hooks: Sequence[Callable[[TrainState], None]] = (), config: dict | None = None) -> TrainResult:
+        """Train `model` on `train` for `cfg.steps` steps in total (counting steps done before a resume).
+
+        Batches come from `BatchIterator(train, batch_size, seed=cfg.seed)`, sharded over the
+        processes. Every `log_every` steps one line goes to metrics.jsonl/TensorBoard (loss and
+        Output.parts at that step, averaged over processes, lr, images/s). With `val`, the loss on
+        `val` (eval mode, no grad, EMA weights if on, RNG seeded and restored) is logged as
+        `val_loss` every `eval_every` steps and at the end. `hooks` run on rank 0 every
+        `sample_every` steps and at the end. `config` is the caller's resolved configuration; it is
+        stored in the checkpoint with `train` replaced by `cfg`, and compared on resume.
+
+        Raises TrainingDivergedError when the loss or, at a checkpoint, a parameter is NaN/inf; the
+        loss is checked at every log/eval/checkpoint/sample step for all steps since the previous
+        check, so the message names the first bad step and no bad state is ever saved.
+        """
+        cfg, fabric = self.cfg, self.fabric
+        run_config = json.loads(json.dumps({**(config or {}), "train": dataclasses.asdict(cfg)}, default=str))
+        fabric.seed_everything(cfg.seed, workers=False, verbose=False)
+        raw_optimizers = self._build_optimizers(model)
+        schedulers = self._build_schedulers(raw_optimizers)
+        wrapped, *optimizers = fabric.setup(model, *raw_optimizers)
+        model.train()
+        ema = None if cfg.ema_decay is None else EMA(model, cfg.ema_decay)
+        batches = BatchIterator(train, cfg.batch_size, seed=cfg.seed, rank=fabric.global_rank,
+                                num_replicas=fabric.world_size)
+        val_batches = None if val is None else BatchIterator(val, cfg.batch_size, shuffle=False, drop_last=False,
+                                                             rank=fabric.global_rank, num_replicas=fabric.world_size)
+        pos = _Position()
+        if self.resume:  # restores the RNG states last: nothing below draws random numbers before the loop
+            self._restore(load_checkpoint(self.checkpoint_path), run_config, model, optimizers, schedulers, ema, pos)
+
+        logger = MetricsLogger(self.run_dir, resume_step=pos.step) if (
+            self.run_dir is not None and fabric.is_global_zero) else None
+        bar = tqdm(total=cfg.steps, initial=pos.step, desc="train", unit="step", dynamic_ncols=True,
+                   disable=not (cfg.progress and fabric.is_global_zero))
+        images_per_step = cfg.batch_size * fabric.world_size
+        epoch_scheduler = cfg.scheduler == "exponential"
+        custom_step = hasattr(model, "training_step")
+        start_step, start_time, wall_before = pos.step, time.perf_counter(), pos.wall_time_s
+        log_step, log_time = pos.step, start_time
+        window: list[torch.Tensor] = []  # detached losses of the steps since the last check
+        val_loss = None
+        epoch_batches = batches.epoch(pos.epoch, start_batch=pos.batch_in_epoch)
+        try:
+            while pos.step < cfg.steps:
+                out = self._step(wrapped, fabric.to_device(next(epoch_batches)), optimizers, custom_step)
+                if not epoch_scheduler:
+                    for scheduler in schedulers:
+                        scheduler.step()
+                if ema is not None:
+                    ema.update(model)
+                pos.step += 1
+                pos.batch_in_epoch += 1
+                window.append(out.loss.detach())
+                if pos.batch_in_epoch == len(batches):
+                    pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
+                    if epoch_scheduler:
+                        for scheduler in schedulers:
+                            scheduler.step()
+                    epoch_batches = batches.epoch(pos.epoch)
+                bar.update()
+
+                last = pos.step == cfg.steps
+                log_now = last or pos.step % cfg.log_every == 0
+                eval_now = val_batches is not None and cfg.eval_every > 0 and (last or pos.step % cfg.eval_every == 0)
+                save_now = not last and cfg.checkpoint_every > 0 and pos.step % cfg.checkpoint_every == 0
+                sample_now = not last and cfg.sample_every > 0 and pos.step % cfg.sample_every == 0 and bool(hooks)
+                if not (log_now or eval_now or save_now or sample_now):
+                    continue
+                parts = out.parts if log_now else {}
+                values = self._mean_over_processes(window + list(parts.values()))
+                losses, part_values = values[: len(window)], values[len(window):]
+                for i, loss in enumerate(losses):
+                    if not math.isfinite(loss):
+                        raise self._diverged(f"loss became {loss}", pos.step - len(losses) + 1 + i)
+                pos.last_loss = losses[-1]
+                pos.wall_time_s = wall_before + time.perf_counter() - start_time
+                window.clear()
+                if log_now:
+                    now = time.perf_counter()
+                    images_per_s = (pos.step - log_step) * images_per_step / max(now - log_time, 1e-9)
+                    log_step, log_time = pos.step, now
+                    record = {"step": pos.step, "epoch": round(pos.epoch + pos.batch_in_epoch / len(batches), 4),
+                              "loss": pos.last_loss, **dict(zip(parts, part_values)),
+                              **self._learning_rates(optimizers), "images_per_s": round(images_per_s, 1),
+                              "time": round(pos.wall_time_s, 3)}
+                    if logger is not None:
+                        logger.log(record)
+                    bar.set_postfix(loss=f"{pos.last_loss:.4g}", img_s=f"{images_per_s:.0f}", refresh=False)
+                if eval_now:
+                    val_loss = self._validate(wrapped, model, val_batches, ema)
+                    pos.best_val_loss = val_loss if pos.best_val_loss is None else min(pos.best_val_loss, val_loss)
+                    if logger is not None:
+                        logger.log({"step": pos.step, "val_loss": val_loss, "time": round(pos.wall_time_s, 3)})
+                if save_now:
+                    self._save(pos, model, optimizers, schedulers, ema, run_config)
+                if sample_now:
+                    self._run_hooks(hooks, model, ema, pos)
+            pos.wall_time_s = wall_before + time.perf_counter() - start_time
+            self._save(pos, model, optimizers, schedulers, ema, run_config)
+            weights_path = None
+            if self.run_dir is not None and fabric.is_global_zero:
+                with ema.swapped(model) if ema is not None else contextlib.nullcontext():
+                    weights_path = save_weights(self.run_dir / "model.safetensors", model)
+            self._run_hooks(hooks, model, ema, pos)
+            fabric.barrier()
+        finally:
+            bar.close()
+            if logger is not None:
+                logger.close()
+        elapsed = time.perf_counter() - start_time
+        return TrainResult(
+            steps=pos.step, epoch=pos.epoch, final_loss=pos.last_loss if pos.step > start_step else None,
+            wall_time_s=elapsed, images_per_s=(pos.step - start_step) * images_per_step / max(elapsed, 1e-9),
+            checkpoint_path=self.checkpoint_path, weights_path=weights_path, val_loss=val_loss,
+            best_val_loss=pos.best_val_loss,
+        )
+
+    def _build_optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
+        """The model's `configure_optimizers(cfg)` result as a list, or one optimiser from the config."""
+        cfg = self.cfg
+        if hasattr(model, "configure_optimizers"):
+            result = model.configure_optimizers(cfg)
+            optimizers = [result] if isinstance(result, torch.optim.Optimizer) else list(result)
+            if not optimizers or not all(isinstance(o, torch.optim.Optimizer) for o in optimizers):
+                raise TypeError(
+                    f"{type(model).__name__}.configure_optimizers must return an optimizer or a list of them")
+        else:
+            params = [p for p in model.parameters() if p.requires_grad]
+            if cfg.optimizer == "sgd":
+                optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+            else:
+                kind = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+                optimizer = kind(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+            optimizers = [optimizer]
+        if len(optimizers) > 1 and not hasattr(model, "training_step"):
+            raise TypeError(f"{type(model).__name__}.configure_optimizers returned {len(optimizers)} optimizers:"
+                            " define training_step(batch, optimizers, fabric) to use them")
+        return optimizers
+
+    def _build_schedulers(self, optimizers: list[torch.optim.Optimizer]) -> list[torch.optim.lr_scheduler.LRScheduler]:
+        """One scheduler per optimiser: cosine (per step, to 0 at `cfg.steps`), exponential (per epoch) or none."""
+        cfg = self.cfg
+        if cfg.scheduler == "cosine":
+            total = cfg.steps
+
+            def cosine(step: int) -> float:
+                return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+            return [torch.optim.lr_scheduler.LambdaLR(o, cosine) for o in optimizers]
+        if cfg.scheduler == "exponential":
+            return [torch.optim.lr_scheduler.ExponentialLR(o, gamma=cfg.lr_gamma) for o in optimizers]
+        return []
+
+    def _step(self, wrapped: nn.Module, batch: dict[str, torch.Tensor], optimizers: list, custom: bool) -> Output:
+        """One optimisation step on `batch` (the model's own `training_step` if `custom`); returns its Output."""
+        if custom:
+            with self.fabric.autocast():
+                return wrapped.training_step(batch, optimizers, self.fabric)
+        (optimizer,) = optimizers
+        optimizer.zero_grad(set_to_none=True)
+        out = wrapped(batch)
+        self.fabric.backward(out.loss)
+        if self.cfg.grad_clip is not None:
+            self.fabric.clip_gradients(wrapped, optimizer, max_norm=self.cfg.grad_clip, error_if_nonfinite=False)
+        optimizer.step()
+        return out
+
+    def _mean_over_processes(self, scalars: list) -> list[float]:
+        """Scalars (tensors or numbers) as floats averaged over all processes: one host sync."""
+        if not scalars:
+            return []
+        values = torch.stack([torch.as_tensor(s, device=self.fabric.device).detach().float() for s in scalars])
+        if self.fabric.world_size > 1:
+            values = self.fabric.all_reduce(values, reduce_op="mean")
+        return values.tolist()
+
+    @staticmethod
+    def _learning_rates(optimizers: list) -> dict[str, float]:
+        """{"lr": lr of the first optimiser's first group, "lr_1": of the second optimiser, ...}."""
+        return {("lr" if i == 0 else f"lr_{i}"): o.param_groups[0]["lr"] for i, o in enumerate(optimizers)}
+
+    @contextlib.contextmanager
+    def _evaluation(self, model: nn.Module, ema: EMA | None) -> Iterator[None]:
+        """Eval mode, EMA weights swapped in, every RNG seeded with `cfg.seed`; all restored afterwards."""
+        saved_rng, was_training = rng_states(), model.training
+        model.eval()
+        torch.manual_seed(self.cfg.seed)
+        try:
+            with ema.swapped(model) if ema is not None else contextlib.nullcontext():
+                yield
+        finally:
+            model.train(was_training)
+            set_rng_states(saved_rng)
+
+    def _validate(self, wrapped: nn.Module, model: nn.Module, val_batches: BatchIterator, ema: EMA | None) -> float:
+        """Mean loss per image over the validation set, over all processes."""
+        total = torch.zeros(2, device=self.fabric.device)
+        with self._evaluation(model, ema), torch.no_grad():
+            for batch in val_batches.epoch(0):
+                batch = self.fabric.to_device(batch)
+                n = float(len(batch["x"]))
+                total[0] += wrapped(batch).loss.detach().float() * n
+                total[1] += n
+        if self.fabric.world_size > 1:
+            total = self.fabric.all_reduce(total, reduce_op="sum")
+        return (total[0] / total[1]).item()
+
+    def _run_hooks(self, hooks: Sequence[Callable[[TrainState], None]], model: nn.Module, ema: EMA | None,
+                   pos: _Position) -> None:
+        """Call every hook with a TrainState, on global rank 0 only."""
+        if not hooks or not self.fabric.is_global_zero:
+            return
+        with self._evaluation(model, ema):
+            state = TrainState(step=pos.step, epoch=pos.epoch, model=model, run_dir=self.run_dir, fabric=self.fabric)
+            for hook in hooks:
+                hook(state)
+
+    def _save(self, pos: _Position, model: nn.Module, optimizers: list, schedulers: list, ema: EMA | None,
+              run_config: dict) -> None:
+        """Write `last.ckpt` (rank 0) after checking that every parameter is finite; no-op without a run folder."""
+        if self.run_dir is None:
+            return
+        if not torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all():
+            raise self._diverged("a parameter became nan or inf", pos.step)
+        state = {
+            "model": model.state_dict(),
+            "optimizers": [o.state_dict() for o in optimizers],
+            "schedulers": [s.state_dict() for s in schedulers],
+            "ema": None if ema is None else ema.state_dict(),
+            "rng": rng_states(),
+            **dataclasses.asdict(pos),
+            "config": run_config,
+        }
+        if self.fabric.is_global_zero:
+            save_checkpoint(self.checkpoint_path, state)
+        self.fabric.barrier()
+        self._good_step = pos.step
+
+    def _restore(self, state: dict, run_config: dict, model: nn.Module, optimizers: list, schedulers: list,
+                 ema: EMA | None, pos: _Position) -> None:
+        """Load a checkpoint's state into the model, optimisers, schedulers, EMA, `pos` and the RNGs."""
+        path = self.checkpoint_path
+        missing = [k for k in CHECKPOINT_KEYS if k not in state]
+        if missing:
+            raise CheckpointError(
+                f"checkpoint {path} is not a genrep training checkpoint (missing {', '.join(missing)})")
+        differing = config_differences(state["config"], run_config)
+        if differing:
+            raise ConfigError(
+                f"cannot resume from {path}: the configuration differs in {'; '.join(differing)};"
+                f" resume with the stored values or start a new run"
+                f" (only train.{', train.'.join(RESUMABLE_FIELDS)} may change)"
+            )
+        if len(state["optimizers"]) != len(optimizers) or len(state["schedulers"]) != len(schedulers):
+            raise CheckpointError(
+                f"checkpoint {path} has {len(state['optimizers'])} optimizers and {len(state['schedulers'])}"
+                f" schedulers; the model uses {len(optimizers)} and {len(schedulers)}")
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise CheckpointError(f"checkpoint {path} does not match {type(model).__name__}: {one_line(err)}") from None
+        for optimizer, saved in zip(optimizers, state["optimizers"]):
+            optimizer.load_state_dict(saved)
+        for scheduler, saved in zip(schedulers, state["schedulers"]):
+            scheduler.load_state_dict(saved)
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        for field in dataclasses.fields(pos):
+            setattr(pos, field.name, state[field.name])
+        set_rng_states(state["rng"])
+        self._good_step = pos.step
+
+    def _diverged(self, what: str, step: int) -> TrainingDivergedError:
+        """The error for a NaN/inf at `step`, naming the last good checkpoint."""
+        if self._good_step is None:
+            kept = "no checkpoint was written before it"
+        else:
+            kept = f"the last good checkpoint at step {self._good_step} is kept in {self.checkpoint_path}"
+        return TrainingDivergedError(f"{what} at step {step}; {kept}; lower train.lr or enable train.grad_clip")
+
+
+def config_differences(stored: dict, current: dict) -> list[str]:
+    """The keys (dotted, e.g. "train.lr") whose values differ between two resolved configurations,
+    as "key (stored → current)", ignoring `train.<RESUMABLE_FIELDS>`."""
+    old, new = _flatten(stored), _flatten(current)
+    ignored = {f"train.{name}" for name in RESUMABLE_FIELDS}
+    unset = "<unset>"
+    keys = sorted(k for k in old.keys() | new.keys() if k not in ignored and old.get(k, unset) != new.get(k, unset))
+    return [f"{k} ({old.get(k, unset)!r} → {new.get(k, unset)!r})" for k in keys]
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} → {"a.b": 1}; tuples compare as lists."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
