@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from genrep.cli.main import main
@@ -142,3 +143,21 @@ def test_print_config_shows_resolved_values(capsys):
     assert code == 0
     cfg = yaml.safe_load(out)
     assert cfg["model_name"] == "cvae" and cfg["train"]["lr"] == 0.01 and cfg["model"]["hidden"] == [32]
+
+
+def test_conditional_calorimeter_model_samples_with_particle_conditions(capsys, tmp_path):
+    out = tmp_path / "calo"
+    code, _, err = run_cli(capsys, "train", "cvae", "--dataset", "calorimeter", "--out", str(out), *FAST,
+                           "--set", "data.limit=512", "--set", "model.arch=conv", "--set", "model.channels=[8,16]",
+                           "--set", "model.hidden=[32]", "--set", "model.likelihood=gaussian")
+    assert code == 0, err
+    from genrep.experiments.train import load_trained_model
+
+    model = load_trained_model(out)
+    assert model.condition.num_classes is None and model.condition.dim == 9
+    assert not torch.allclose(model.condition.mean, torch.zeros(9)), "condition statistics must be restored"
+    code, _, err = run_cli(capsys, "sample", str(out), "-n", "4", "--npz", str(tmp_path / "s.npz"))
+    assert code == 0, err
+    import numpy as np
+
+    assert np.load(tmp_path / "s.npz")["images"].shape == (4, 1, 44, 44)

@@ -87,7 +87,7 @@ def sample_cmd(args) -> int:
     import torch
 
     from genrep.errors import InputError
-    from genrep.experiments.train import load_trained_model
+    from genrep.experiments.train import load_data, load_run_config, load_trained_model, sample_conditions
     from genrep.utils.images import save_grid
 
     if args.n < 1:
@@ -100,6 +100,10 @@ def sample_cmd(args) -> int:
         except ValueError:
             raise InputError(f"--labels must be comma-separated integers, got {args.labels!r}") from None
         cond = torch.tensor(labels * (args.n // len(labels) + 1))[: args.n]
+    else:  # models conditioned on vectors (e.g. particle attributes) take those of the test split
+        cfg = load_run_config(args.run)
+        needs_vectors = getattr(model, "condition", None) is not None and model.condition.num_classes is None
+        cond = sample_conditions(model, load_data(cfg, "test"), args.n) if needs_vectors else None
     torch.manual_seed(args.seed)
     images = model.sample(args.n, cond)
     out = Path(args.out or Path(args.run) / "samples" / "sample.png")

@@ -16,6 +16,7 @@ from genrep.models.base import GenerativeModel
 from genrep.models.registry import build_model
 from genrep.runs import prepare_run_dir, write_json, write_report
 from genrep.training import Trainer, launch_fabric, load_weights
+from genrep.training.loop import config_differences
 from genrep.utils.images import save_grid
 from genrep.utils.plots import plot_training_curves
 
@@ -31,17 +32,25 @@ def load_data(cfg: RunConfig, split: str) -> ImageDataset:
                         seed=cfg.train.seed, **options)
 
 
-def sample_grid_hook(path_pattern: str):
-    """Trainer hook writing a grid of GRID_SIZE samples to samples/step_XXXXXX.png and samples/last.png."""
+def sample_conditions(model: GenerativeModel, data: ImageDataset, n: int) -> torch.Tensor | None:
+    """Conditions for n samples: None for models that need none or take class labels (they cycle
+    through the classes), else the condition vectors of the first n rows of `data`, repeated as needed."""
+    condition = getattr(model, "condition", None)
+    if condition is None or condition.num_classes is not None:
+        return None
+    if data.conditions is None:
+        raise ConfigError(f"the model is conditioned on vectors but {data.name} has no conditions")
+    return data.conditions[torch.arange(n) % len(data)]
+
+
+def sample_grid_hook(path_pattern: str, cond: torch.Tensor | None = None):
+    """Trainer hook writing a grid of GRID_SIZE samples (given `cond` if the model needs it) to
+    samples/step_XXXXXX.png and samples/last.png."""
 
     def hook(state) -> None:
         model = state.model
-        was_training = model.training
-        model.eval()
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            images = model.sample(GRID_SIZE)
-        model.train(was_training)
+        with torch.no_grad():
+            images = model.sample(GRID_SIZE, None if cond is None else cond.to(model.device))
         out = Path(state.run_dir) / "samples"
         save_grid(images, out / path_pattern.format(step=state.step), value_range=model.value_range, nrow=8)
         save_grid(images, out / "last.png", value_range=model.value_range, nrow=8)
@@ -85,13 +94,14 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     if fabric.is_global_zero:
         write_json(out / "data_spec.json", to_dict(spec))
 
+    test = load_data(cfg, "test")
+    hook = sample_grid_hook("step_{step:06d}.png", sample_conditions(model, test, GRID_SIZE))
     trainer = Trainer(cfg.train, fabric=fabric, run_dir=out, resume=resume)
-    result = trainer.fit(model, train, val=val, hooks=[sample_grid_hook("step_{step:06d}.png")], config=config_dict)
+    result = trainer.fit(model, train, val=val, hooks=[hook], config=config_dict)
     if not fabric.is_global_zero:
         return {}
 
     model = load_trained_model(out)
-    test = load_data(cfg, "test")
     test_metrics = mean_loss(model, test)
     summary = {
         "model": cfg.model_name,
@@ -113,29 +123,28 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
 
 
 def check_resume_compatible(run_dir: Path, new: dict[str, Any]) -> None:
-    """A resumed run must keep everything but the step budget and logging settings."""
-    old = load_yaml(run_dir / "config.yaml")
-    volatile = {"steps", "log_every", "checkpoint_every", "sample_every", "eval_every", "progress"}
-    diffs = []
-    for section in ("model_name", "model", "data", "train"):
-        a, b = old.get(section), new.get(section)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs += [f"{section}.{k}" for k in sorted(set(a) | set(b))
-                      if a.get(k) != b.get(k) and not (section == "train" and k in volatile)]
-        elif a != b:
-            diffs.append(section)
-    if diffs:
-        raise ConfigError(f"cannot resume {run_dir}: the config differs in {', '.join(diffs)};"
+    """Refuse to resume with a config that changes anything but the step budget and logging settings
+    (checked before config.yaml is rewritten, so a refused resume leaves the run folder as it was)."""
+    differing = config_differences(load_yaml(run_dir / "config.yaml"), new)
+    if differing:
+        raise ConfigError(f"cannot resume {run_dir}: the config differs in {'; '.join(differing)};"
                           " use the run's config.yaml or start a new run")
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder: config.yaml is missing")
+    return run_config_from_dict(load_yaml(path))
 
 
 def load_trained_model(run_dir: str | Path) -> GenerativeModel:
     """Rebuild a run's model from config.yaml + data_spec.json and load model.safetensors."""
     run_dir = Path(run_dir)
-    for name in ("config.yaml", "data_spec.json", "model.safetensors"):
+    cfg = load_run_config(run_dir)
+    for name in ("data_spec.json", "model.safetensors"):
         if not (run_dir / name).is_file():
             raise ConfigError(f"{run_dir} is not a finished run: {name} is missing (train it first)")
-    cfg = run_config_from_dict(load_yaml(run_dir / "config.yaml"))
     spec = from_dict(DataSpec, json.loads((run_dir / "data_spec.json").read_text()))
     model = build_model(cfg.model_name, cfg.model, spec)
     load_weights(run_dir / "model.safetensors", model)

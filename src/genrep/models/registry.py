@@ -46,14 +46,15 @@ def get_model_spec(name: str) -> ModelSpec:
 
 
 def condition_for(spec: DataSpec, data: ImageDataset | None = None) -> ConditionEmbedding:
-    """Condition embedding for a data set: one-hot labels if it has labels, else its condition vectors
-    (standardised with the statistics of `data` when given; a model loaded from weights restores them)."""
-    if spec.num_classes is not None:
-        return ConditionEmbedding(num_classes=spec.num_classes)
+    """Condition embedding for a data set: its condition vectors if it has them (e.g. the 9 particle
+    attributes of the calorimeter data, standardised with the statistics of `data` when given; a model
+    loaded from weights restores them), otherwise one-hot class labels."""
     if spec.cond_dim is not None:
         c = data.conditions if data is not None else None
         return ConditionEmbedding(cond_dim=spec.cond_dim, cond_mean=None if c is None else c.mean(0),
                                   cond_std=None if c is None else c.std(0))
+    if spec.num_classes is not None:
+        return ConditionEmbedding(num_classes=spec.num_classes)
     raise ConfigError(f"a conditional model needs labels or conditions, but {spec.name} has neither")
 
 
