@@ -10,7 +10,7 @@ from genrep.errors import GenrepError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from genrep.cli import data_cmd, demo_cmd, train_cmd
+    from genrep.cli import data_cmd, demo_cmd, features_cmd, train_cmd
 
     parser = argparse.ArgumentParser(
         prog="genrep",
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_cmd.register(commands)
     train_cmd.register(commands)
     demo_cmd.register(commands)
+    features_cmd.register(commands)
     return parser
 
 
