@@ -10,7 +10,7 @@ from genrep.errors import GenrepError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from genrep.cli import data_cmd, demo_cmd, features_cmd, train_cmd
+    from genrep.cli import data_cmd, demo_cmd, evaluate_cmd, features_cmd, train_cmd
 
     parser = argparse.ArgumentParser(
         prog="genrep",
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.register(commands)
     demo_cmd.register(commands)
     features_cmd.register(commands)
+    evaluate_cmd.register(commands)
     return parser
 
 

@@ -1,0 +1,39 @@
+"""`genrep evaluate`: metrics between a real split and generated images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(commands) -> None:
+    from genrep.experiments.evaluate import ALL_METRICS
+
+    p = commands.add_parser(
+        "evaluate", help="FID, precision/recall, KID, IS, sFID, Sinkhorn, calorimeter channels",
+        description="Compare generated images with a real split under the protocol of docs/evaluation.md.")
+    p.add_argument("--real", required=True, help="DATASET[:split] (split defaults to test)")
+    p.add_argument("--fake", required=True, help="run folder, samples .npz (key 'images') or a folder of images")
+    p.add_argument("--metrics", default="fid,prd,ipr", help=f"comma-separated, from: {', '.join(ALL_METRICS)}")
+    p.add_argument("--features", default="lenet", help="lenet (trained per dataset), inception, or a .pt file")
+    p.add_argument("--n", type=int, default=None, help="images per set (default: the real split, at most 10000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--out", default=None, help="JSON path (default RUN/eval_DATASET.json or eval.json)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=evaluate_cmd)
+
+
+def evaluate_cmd(args) -> int:
+    from genrep.experiments.evaluate import evaluate, parse_metrics, parse_real
+    from genrep.runs import write_json
+
+    result = evaluate(args.real, args.fake, metrics=parse_metrics(args.metrics), features=args.features,
+                      n=args.n, seed=args.seed, progress=not args.no_progress)
+    width = max(map(len, result))
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    fake = Path(args.fake)
+    default = fake / f"eval_{parse_real(args.real)[0]}.json" if (fake / "config.yaml").is_file() else Path("eval.json")
+    out = Path(args.out) if args.out else default
+    write_json(out, result)
+    print(f"wrote {out}")
+    return 0

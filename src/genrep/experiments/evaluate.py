@@ -1,0 +1,219 @@
+"""The evaluation job behind `genrep evaluate`: real split vs generated images, pinned protocol.
+
+Protocol (see docs/evaluation.md): real images come from `load_dataset(name, split)` in [0, 1];
+fake images come from a run folder (sampled here with a fixed seed, mapped from the model's value
+range to [0, 1]), an .npz file (`images`, uint8 or floats in [0, 1]) or a folder of images. Both
+sets are cut to the same count `n` (default: the whole real split, at most 10,000), real rows
+chosen by a seeded permutation. Feature metrics (fid, kid, prd, ipr, sinkhorn) use one extractor
+(`lenet` per dataset, `inception`, or a TorchScript file); `is` needs the extractor's logits and
+`sfid` its spatial features. `channels` (calorimeter data) compares the 5 ZDC channels of raw
+photon counts: the Wasserstein distance always, the paired MAE when the fake images were
+generated from a run for the real particles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genrep.data import ImageDataset, load_dataset
+from genrep.data.transforms import rescale
+from genrep.errors import ConfigError, DataError
+
+FEATURE_METRICS = ("fid", "kid", "prd", "ipr", "sinkhorn")
+ALL_METRICS = (*FEATURE_METRICS, "is", "sfid", "channels")
+DEFAULT_N_MAX = 10_000
+
+
+@dataclasses.dataclass
+class FakeImages:
+    images: torch.Tensor  # N×C×H×W in [0, 1]
+    source: str
+    paired: bool = False  # row i was generated for the condition of real row i
+
+
+def parse_real(spec: str) -> tuple[str, str]:
+    """"mnist" → ("mnist", "test"); "mnist:train" → ("mnist", "train")."""
+    name, _, split = spec.partition(":")
+    return name, split or "test"
+
+
+def parse_metrics(spec: str) -> list[str]:
+    metrics = [m.strip() for m in spec.split(",") if m.strip()]
+    unknown = [m for m in metrics if m not in ALL_METRICS]
+    if unknown or not metrics:
+        raise ConfigError(f"unknown metric {', '.join(unknown) or '(none given)'}; valid: {', '.join(ALL_METRICS)}")
+    return metrics
+
+
+def choose_real(real: ImageDataset, n: int | None, seed: int) -> ImageDataset:
+    n = min(len(real), DEFAULT_N_MAX) if n is None else n
+    if n < 2 or n > len(real):
+        raise ConfigError(f"--n must be between 2 and {len(real)} (the size of {real.name}[{real.split}]), got {n}")
+    order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:n]
+    return real.subset(order)
+
+
+def load_fake(source: str, real: ImageDataset, *, seed: int) -> FakeImages:
+    """Fake images for `real` (same count, shape and [0, 1] range) from a run folder, .npz or folder."""
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"--fake {source} does not exist (give a run folder, an .npz file or a folder of images)")
+    if path.is_dir() and (path / "config.yaml").is_file():
+        return _sample_run(path, real, seed=seed)
+    if path.suffix == ".npz":
+        images = load_dataset("npz", "test", path=str(path)).images
+    elif path.is_dir():
+        images = _read_folder(path, channels=real.image_shape[0])
+    else:
+        raise DataError(f"--fake {source}: expected a run folder, an .npz file or a folder of images")
+    if tuple(images.shape[1:]) != tuple(real.image_shape):
+        raise DataError(f"fake images in {source} are {'×'.join(map(str, images.shape[1:]))} but"
+                        f" {real.name} images are {'×'.join(map(str, real.image_shape))}")
+    if len(images) < len(real):
+        raise DataError(f"{source} holds {len(images)} images but {len(real)} are compared; pass --n {len(images)}")
+    return FakeImages(images[: len(real)], str(source))
+
+
+def _read_folder(folder: Path, *, channels: int) -> torch.Tensor:
+    from genrep.data.convert import decode_image, stack_images
+    from genrep.data.sources.image_folder import EXTENSIONS
+
+    if any(p.is_dir() for p in folder.iterdir()):
+        return load_dataset("image_folder", "test", path=str(folder), mode="gray" if channels == 1 else "rgb").images
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS)
+    mode = "L" if channels == 1 else "RGB"
+    return stack_images([decode_image(f, mode, label=str(f)) for f in files], label=str(folder))
+
+
+@torch.no_grad()
+def _sample_run(run_dir: Path, real: ImageDataset, *, seed: int, batch_size: int = 500) -> FakeImages:
+    from genrep.experiments.train import load_trained_model
+
+    model = load_trained_model(run_dir)
+    if tuple(model.image_shape) != tuple(real.image_shape):
+        raise DataError(f"run {run_dir} generates {'×'.join(map(str, model.image_shape))} images but"
+                        f" {real.name} images are {'×'.join(map(str, real.image_shape))}")
+    condition = getattr(model, "condition", None)
+    paired = condition is not None
+    if condition is not None and condition.num_classes is not None and real.labels is None:
+        raise DataError(f"run {run_dir} is conditioned on labels but {real.name} has none")
+    if condition is not None and condition.num_classes is None and real.conditions is None:
+        raise DataError(f"run {run_dir} is conditioned on vectors but {real.name} has none")
+    torch.manual_seed(seed)
+    chunks = []
+    for start in range(0, len(real), batch_size):
+        rows = slice(start, start + batch_size)
+        cond = None
+        if condition is not None:
+            cond = real.labels[rows] if condition.num_classes is not None else real.conditions[rows]
+        n = len(real.images[rows])
+        chunks.append(rescale(model.sample(n, cond).float().cpu(), model.value_range, (0.0, 1.0)).clamp_(0, 1))
+    return FakeImages(torch.cat(chunks), str(run_dir), paired=paired)
+
+
+def evaluate(real_spec: str, fake_source: str, *, metrics: list[str], features: str = "lenet",
+             n: int | None = None, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Compute `metrics` between `real_spec` ("name[:split]") and `fake_source`; returns a flat dict."""
+    name, split = parse_real(real_spec)
+    real = choose_real(load_dataset(name, split, **_geometry_of_run(fake_source)), n, seed)
+    fake = load_fake(fake_source, real, seed=seed)
+    result: dict[str, Any] = {"real": f"{name}:{split}", "fake": fake.source, "n": len(real), "seed": seed}
+    kinds = _feature_kinds(metrics)
+    if kinds:
+        extractor = _extractor(features, name, real.images[:2])
+        result["features"] = extractor.name
+        f_real = extractor.features(real.images, progress=progress, kind=tuple(k for k in kinds if k != "logits"))
+        f_fake = extractor.features(fake.images, progress=progress, kind=kinds)
+        result.update(_feature_metrics(metrics, f_real, f_fake, seed=seed))
+    if "channels" in metrics:
+        result.update(_channel_metrics(real, fake))
+    return result
+
+
+def _feature_kinds(metrics: list[str]) -> tuple[str, ...]:
+    """Which extractor outputs the metrics need: pool features, spatial features (sFID), logits (IS)."""
+    kinds = []
+    if any(m in FEATURE_METRICS for m in metrics):
+        kinds.append("features")
+    if "sfid" in metrics:
+        kinds.append("spatial")
+    if "is" in metrics:
+        kinds.append("logits")
+    return tuple(kinds)
+
+
+def _extractor(features: str, dataset: str, probe: torch.Tensor):
+    """`lenet` (trained on `dataset`), `inception`, or a TorchScript file mapping [0, 1] images to
+    N×D features (D read off a probe batch)."""
+    from genrep.metrics import get_extractor, wrap_module
+
+    if features in ("lenet", "inception"):
+        return get_extractor(features, dataset=dataset)
+    path = Path(features)
+    if not path.is_file():
+        raise ConfigError(f"--features must be lenet, inception or a TorchScript file; {features} is none of these")
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except RuntimeError as exc:
+        raise ConfigError(f"--features {features} is not a TorchScript file (torch.jit.save a traced or "
+                          f"scripted module): {str(exc).splitlines()[0]}") from None
+    with torch.no_grad():
+        dim = module(probe.float()).flatten(1).shape[1]
+    return wrap_module(module, path.stem, dim)
+
+
+def _feature_metrics(metrics: list[str], f_real: dict, f_fake: dict, *, seed: int) -> dict[str, float]:
+    from genrep import metrics as M
+
+    out: dict[str, float] = {}
+    if "fid" in metrics:
+        out["fid"] = M.fid(f_real["features"], f_fake["features"])
+    if "kid" in metrics:
+        out["kid"], out["kid_std"] = M.kid(f_real["features"], f_fake["features"], seed=seed)
+    if "prd" in metrics:
+        out["prd_precision"], out["prd_recall"] = M.prd(real=f_real["features"], fake=f_fake["features"], seed=seed)
+    if "ipr" in metrics:
+        out["precision"], out["recall"] = M.improved_precision_recall(real=f_real["features"],
+                                                                      fake=f_fake["features"], k=3)
+    if "sinkhorn" in metrics:
+        m = min(len(f_real["features"]), M.sinkhorn.RECOMMENDED_SAMPLES)
+        out["sinkhorn"] = M.sinkhorn_divergence(f_real["features"][:m], f_fake["features"][:m])
+    if "sfid" in metrics:
+        out["sfid"] = M.fid(f_real["spatial"], f_fake["spatial"])
+    if "is" in metrics:
+        out["is"], out["is_std"] = M.inception_score(f_fake["logits"])
+    return out
+
+
+def _geometry_of_run(fake_source: str) -> dict[str, Any]:
+    """A run trained on padded/resized images is compared with real images padded/resized the same way."""
+    path = Path(fake_source)
+    if not (path.is_dir() and (path / "config.yaml").is_file()):
+        return {}
+    from genrep.experiments.train import load_run_config
+
+    data = load_run_config(path).data
+    return {"pad_to": data.pad_to, "image_size": data.image_size}
+
+
+def _channel_metrics(real: ImageDataset, fake: FakeImages) -> dict[str, float]:
+    from genrep import metrics as M
+    from genrep.data.calorimeter import to_counts
+
+    if tuple(real.image_shape) != (1, 44, 44):
+        raise ConfigError(f"metric 'channels' needs 44×44 calorimeter responses, {real.name} has"
+                          f" {'×'.join(map(str, real.image_shape))}")
+    real_counts = to_counts(real.images, real.value_range)
+    fake_counts = to_counts(fake.images, (0.0, 1.0))
+    out = {
+        "channel_wasserstein_pooled_log": M.channel_wasserstein(real_counts, fake_counts, convention="pooled-log"),
+        "channel_wasserstein_per_channel_raw": M.channel_wasserstein(real_counts, fake_counts,
+                                                                     convention="per-channel-raw"),
+    }
+    if fake.paired:
+        out["channel_mae"] = M.channel_mae(real_counts, fake_counts)
+    return out
