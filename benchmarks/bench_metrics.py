@@ -24,10 +24,10 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from genrep.metrics import prd as prd_module
-from genrep.metrics.fid import fid
+from genrep.metrics import prd_curves as prd_module
+from genrep.metrics.frechet import fid
 from genrep.metrics.improved_pr import improved_precision_recall
-from genrep.metrics.prd import prd
+from genrep.metrics.prd_curves import prd
 
 DIM, MODES = 84, 30
 

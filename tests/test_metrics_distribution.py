@@ -13,12 +13,12 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from genrep.errors import InputError
-from genrep.metrics import fid as fid_module
-from genrep.metrics.fid import FID, fid, fid_from_stats, gaussian_stats
+from genrep.metrics import frechet as fid_module
+from genrep.metrics.frechet import FID, fid, fid_from_stats, gaussian_stats
 from genrep.metrics.improved_pr import ImprovedPrecisionRecall, improved_precision_recall
-from genrep.metrics.inception_score import InceptionScore, inception_score
-from genrep.metrics.kid import KID, kid
-from genrep.metrics.prd import PRD, prd, prd_curve
+from genrep.metrics.iscore import InceptionScore, inception_score
+from genrep.metrics.kernel_distance import KID, kid
+from genrep.metrics.prd_curves import PRD, prd, prd_curve
 
 
 def mixture(n, modes, *, dim=4, seed=0, shift=0.0):

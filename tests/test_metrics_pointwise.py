@@ -227,3 +227,17 @@ def test_calorimeter_rejects_bad_inputs():
         calorimeter_channels(torch.full((1, GRID, GRID), float("nan")))
     with pytest.raises(InputError, match=r"\(N, 44, 44\)"):
         calorimeter_channels(torch.zeros(1, 28, 28))
+
+
+def test_sinkhorn_keeps_the_autograd_mode():
+    """geomloss re-enables gradients at the end of its loop; our wrapper must not let that leak."""
+    from genrep.metrics.sinkhorn import SinkhornLoss
+
+    a, b = torch.randn(20, 3), torch.randn(20, 3)
+    with torch.no_grad():
+        value = SinkhornLoss(p=2, blur=0.05)(a, b)
+        assert not torch.is_grad_enabled() and not value.requires_grad
+        sinkhorn_divergence(a, b)
+        assert not torch.is_grad_enabled()
+    a.requires_grad_(True)
+    assert SinkhornLoss(p=2, blur=0.05)(a, b).requires_grad

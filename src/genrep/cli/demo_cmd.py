@@ -4,9 +4,9 @@ from __future__ import annotations
 
 
 def register(commands) -> None:
-    demo = commands.add_parser("demo", help="train a VAE and a cVAE on the embedded digits data (≈1 min)")
+    demo = commands.add_parser("demo", help="e2e Sinkhorn autoencoder vs VAE (plain and conditional) on the embedded digits data (≈2 min)")
     demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--steps", type=int, default=3000)
+    demo.add_argument("--steps", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--overwrite", action="store_true")
     demo.add_argument("--no-progress", action="store_true")

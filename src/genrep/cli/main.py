@@ -11,6 +11,9 @@ from genrep.errors import GenrepError
 
 def build_parser() -> argparse.ArgumentParser:
     from genrep.cli import data_cmd, demo_cmd, evaluate_cmd, features_cmd, train_cmd
+    from genrep.cli import simulate_cmd
+    from genrep.cli import analyze_cmd
+    from genrep.cli import reproduce_cmd
 
     parser = argparse.ArgumentParser(
         prog="genrep",
@@ -22,9 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     data_cmd.register(commands)
     train_cmd.register(commands)
+    reproduce_cmd.register(commands)
     demo_cmd.register(commands)
     features_cmd.register(commands)
     evaluate_cmd.register(commands)
+    simulate_cmd.register(commands)
+    analyze_cmd.register(commands)
     return parser
 
 

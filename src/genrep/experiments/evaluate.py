@@ -115,11 +115,12 @@ def _sample_run(run_dir: Path, real: ImageDataset, *, seed: int, batch_size: int
     return FakeImages(torch.cat(chunks), str(run_dir), paired=paired)
 
 
-def evaluate(real_spec: str, fake_source: str, *, metrics: list[str], features: str = "lenet",
+def evaluate(real_spec: str, fake_source: str, *, metrics: list[str], features="lenet",
              n: int | None = None, seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Compute `metrics` between `real_spec` ("name[:split]") and `fake_source`; returns a flat dict."""
+    """Compute `metrics` between `real_spec` ("name[:split]") and `fake_source`; returns a flat dict.
+    `features`: "lenet", "inception", a TorchScript file, or a FeatureExtractor instance."""
     name, split = parse_real(real_spec)
-    real = choose_real(load_dataset(name, split, **_geometry_of_run(fake_source)), n, seed)
+    real = choose_real(load_dataset(name, split, **_data_options_of_run(fake_source)), n, seed)
     fake = load_fake(fake_source, real, seed=seed)
     result: dict[str, Any] = {"real": f"{name}:{split}", "fake": fake.source, "n": len(real), "seed": seed}
     kinds = _feature_kinds(metrics)
@@ -146,11 +147,13 @@ def _feature_kinds(metrics: list[str]) -> tuple[str, ...]:
     return tuple(kinds)
 
 
-def _extractor(features: str, dataset: str, probe: torch.Tensor):
-    """`lenet` (trained on `dataset`), `inception`, or a TorchScript file mapping [0, 1] images to
-    N×D features (D read off a probe batch)."""
-    from genrep.metrics import get_extractor, wrap_module
+def _extractor(features, dataset: str, probe: torch.Tensor):
+    """`lenet` (trained on `dataset`), `inception`, a TorchScript file mapping [0, 1] images to
+    N×D features (D read off a probe batch), or a FeatureExtractor passed as it is."""
+    from genrep.metrics import FeatureExtractor, get_extractor, wrap_module
 
+    if isinstance(features, FeatureExtractor):
+        return features
     if features in ("lenet", "inception"):
         return get_extractor(features, dataset=dataset)
     path = Path(features)
@@ -189,15 +192,16 @@ def _feature_metrics(metrics: list[str], f_real: dict, f_fake: dict, *, seed: in
     return out
 
 
-def _geometry_of_run(fake_source: str) -> dict[str, Any]:
-    """A run trained on padded/resized images is compared with real images padded/resized the same way."""
+def _data_options_of_run(fake_source: str) -> dict[str, Any]:
+    """A run trained on padded/resized images (or on a local file) is compared with real images
+    padded/resized the same way (from the same file)."""
     path = Path(fake_source)
     if not (path.is_dir() and (path / "config.yaml").is_file()):
         return {}
     from genrep.experiments.train import load_run_config
 
     data = load_run_config(path).data
-    return {"pad_to": data.pad_to, "image_size": data.image_size}
+    return {"pad_to": data.pad_to, "image_size": data.image_size, **({"path": data.path} if data.path else {})}
 
 
 def _channel_metrics(real: ImageDataset, fake: FakeImages) -> dict[str, float]:
@@ -215,5 +219,6 @@ def _channel_metrics(real: ImageDataset, fake: FakeImages) -> dict[str, float]:
                                                                      convention="per-channel-raw"),
     }
     if fake.paired:
-        out["channel_mae"] = M.channel_mae(real_counts, fake_counts)
+        errors = M.calorimeter.channel_abs_errors(real_counts, fake_counts)
+        out["channel_mae"], out["channel_mae_std"] = float(errors.mean()), float(errors.std())
     return out

@@ -9,12 +9,12 @@ counts, splits) is in docs/evaluation.md; `genrep evaluate` runs it from the com
 
 from genrep.metrics.calorimeter import calorimeter_channels, channel_mae, channel_wasserstein
 from genrep.metrics.features import FeatureExtractor, get_extractor, load_inception, load_lenet, wrap_module
-from genrep.metrics.fid import FID, fid, fid_from_stats, gaussian_stats
+from genrep.metrics.frechet import FID, fid, fid_from_stats, gaussian_stats
 from genrep.metrics.improved_pr import ImprovedPrecisionRecall, improved_precision_recall
-from genrep.metrics.inception_score import InceptionScore, inception_score
-from genrep.metrics.kid import KID, kid
+from genrep.metrics.iscore import InceptionScore, inception_score
+from genrep.metrics.kernel_distance import KID, kid
 from genrep.metrics.msssim import MSSSIM, ms_ssim
-from genrep.metrics.prd import PRD, prd, prd_curve
+from genrep.metrics.prd_curves import PRD, prd, prd_curve
 from genrep.metrics.sinkhorn import SinkhornDivergence, sinkhorn_divergence
 
 __all__ = [

@@ -64,15 +64,22 @@ def _channels64(responses, name: str) -> np.ndarray:
     return np.asarray(torch.as_tensor(ch).double())
 
 
-def channel_mae(real_responses, fake_responses) -> float:
-    """MAE = 1/(5N) Σ_n Σ_c |ch_c(real_n) − ch_c(fake_n)| between paired responses (row n of
-    both for the same particle), raw counts (N, 44, 44) each; ≥ 0, in photo-electrons."""
+def channel_abs_errors(real_responses, fake_responses) -> np.ndarray:
+    """|ch_c(real_n) − ch_c(fake_n)| (N, 5, float64) between paired responses (row n of both for the
+    same particle), raw counts (N, 44, 44) each."""
     real = _channels64(real_responses, "real responses")
     fake = _channels64(fake_responses, "fake responses")
     if len(real) != len(fake) or len(real) == 0:
         raise InputError(f"channel_mae needs paired responses (same particle per row): got {len(real)} real "
                          f"and {len(fake)} fake rows")
-    return float(np.abs(real - fake).mean())
+    return np.abs(real - fake)
+
+
+def channel_mae(real_responses, fake_responses) -> float:
+    """MAE = 1/(5N) Σ_n Σ_c |ch_c(real_n) − ch_c(fake_n)| between paired responses (row n of
+    both for the same particle), raw counts (N, 44, 44) each; ≥ 0, in photo-electrons. The std of
+    the same absolute errors (the presumed ± of Table 4.3.1) is `channel_abs_errors(...).std()`."""
+    return float(channel_abs_errors(real_responses, fake_responses).mean())
 
 
 def channel_wasserstein(real_responses, fake_responses, *, convention: str = "pooled-log") -> float:

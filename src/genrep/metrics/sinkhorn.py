@@ -39,6 +39,24 @@ RECOMMENDED_SAMPLES = 2_000
 MAX_POINTS = 10_000
 
 
+class SinkhornLoss(torch.nn.Module):
+    """geomloss' `SamplesLoss("sinkhorn", ...)` (tensorized) that leaves the autograd mode as it found
+    it: geomloss' Sinkhorn loop ends with `set_grad_enabled(True)`, which silently re-enables gradients
+    inside a caller's `torch.no_grad()`. Under no_grad the result is detached."""
+
+    def __init__(self, **options):
+        super().__init__()
+        self.loss = SamplesLoss("sinkhorn", backend="tensorized", **options)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        grad_enabled = torch.is_grad_enabled()
+        try:
+            value = self.loss(a, b)
+        finally:
+            torch.set_grad_enabled(grad_enabled)
+        return value if grad_enabled else value.detach()
+
+
 def sinkhorn_divergence(real, fake, *, blur: float = 0.05, scaling: float = 0.95, p: int = 2,
                         debias: bool = True) -> float:
     """S_ε(real, fake) (module docstring) between real (N×D) and fake (M×D) features (numpy or
@@ -59,8 +77,9 @@ def sinkhorn_divergence(real, fake, *, blur: float = 0.05, scaling: float = 0.95
     if not (blur > 0 and 0 < scaling < 1):
         raise InputError(f"need blur > 0 and 0 < scaling < 1, got blur={blur}, scaling={scaling}")
     centre = torch.cat([real, fake]).mean(0)
-    loss = SamplesLoss("sinkhorn", p=p, blur=blur, scaling=scaling, debias=debias, backend="tensorized")
-    return float(loss(real - centre, fake - centre))
+    loss = SinkhornLoss(p=p, blur=blur, scaling=scaling, debias=debias)
+    with torch.no_grad():
+        return float(loss(real - centre, fake - centre))
 
 
 class SinkhornDivergence(Metric):

@@ -45,5 +45,19 @@ class GenerativeModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def conditional(self) -> bool:
+        """True when the model has a condition embedding (`self.condition`, a ConditionEmbedding)."""
+        return getattr(self, "condition", None) is not None
+
+    def sampling_condition(self, n: int, cond: torch.Tensor | None) -> torch.Tensor | None:
+        """The condition embedding (n×E) for sampling n images: from `cond` (int64 labels (n,) or
+        conditions n×D; labels cycle 0..K−1 when omitted), None for an unconditional model."""
+        if self.conditional:
+            return self.condition(self.condition.condition_batch(n, cond, self.device))
+        if cond is not None:
+            raise InputError(f"this {type(self).__name__} is unconditional: call sample(n) without cond")
+        return None
+
     def sample(self, n: int, cond: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError

@@ -1,7 +1,10 @@
 """Registers the built-in models."""
 
+from genrep.models.dcgan import DCGAN, DCGANConfig
 from genrep.models.registry import condition_for, register_model
+from genrep.models.sinkhorn_ae import SinkhornAEConfig, SinkhornAutoencoder
 from genrep.models.vae import VAE, VAEConfig
+from genrep.models.wae import WAE, WAEConfig
 
 
 def _vae(config, spec, data):
@@ -15,3 +18,47 @@ def _cvae(config, spec, data):
 register_model("vae", config_cls=VAEConfig, build=_vae, description="variational autoencoder (MLP or conv)")
 register_model("cvae", config_cls=VAEConfig, build=_cvae, conditional=True,
                description="conditional VAE on class labels or condition vectors")
+
+
+def _e2e_sae(config, spec, data):
+    return SinkhornAutoencoder(config, image_shape=spec.image_shape, value_range=spec.value_range)
+
+
+def _ce2e_sae(config, spec, data):
+    return SinkhornAutoencoder(config, image_shape=spec.image_shape, value_range=spec.value_range,
+                               condition=condition_for(spec, data))
+
+
+register_model("e2e-sae", config_cls=SinkhornAEConfig, build=_e2e_sae,
+               description="end-to-end Sinkhorn autoencoder with a noise generator (thesis ch.4)")
+register_model("ce2e-sae", config_cls=SinkhornAEConfig, build=_ce2e_sae, conditional=True,
+               description="conditional e2e Sinkhorn autoencoder: y enters only the noise generator")
+
+
+# WAE-MMD and the conditional WAE (Tolstikhin et al. 2018; thesis ch.4 baselines)
+def _wae(config, spec, data):
+    return WAE(config, image_shape=spec.image_shape, value_range=spec.value_range)
+
+
+def _cwae(config, spec, data):
+    return WAE(config, image_shape=spec.image_shape, value_range=spec.value_range, condition=condition_for(spec, data))
+
+
+register_model("wae", config_cls=WAEConfig, build=_wae, description="Wasserstein autoencoder with the IMQ-kernel MMD")
+register_model("cwae", config_cls=WAEConfig, build=_cwae, conditional=True,
+               description="conditional WAE-MMD on class labels or condition vectors")
+
+
+# DCGAN and the conditional DCGAN (Radford et al. 2016; thesis ch.4 baseline)
+def _dcgan(config, spec, data):
+    return DCGAN(config, image_shape=spec.image_shape, value_range=spec.value_range)
+
+
+def _cdcgan(config, spec, data):
+    return DCGAN(config, image_shape=spec.image_shape, value_range=spec.value_range,
+                 condition=condition_for(spec, data))
+
+
+register_model("dcgan", config_cls=DCGANConfig, build=_dcgan, description="deep convolutional GAN")
+register_model("cdcgan", config_cls=DCGANConfig, build=_cdcgan, conditional=True,
+               description="conditional DCGAN on class labels or condition vectors")

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from geomloss import SamplesLoss
 
 from genrep.errors import ConfigError, InputError
+from genrep.metrics.sinkhorn import SinkhornLoss
 
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 KERNEL_SIZE = 5
@@ -58,7 +58,7 @@ def laplacian_loss(x: torch.Tensor, x_hat: torch.Tensor, levels: int = 3) -> tor
     return sum(F.l1_loss(a, b) for a, b in zip(laplacian_pyramid(x, levels), laplacian_pyramid(x_hat, levels)))
 
 
-def sinkhorn_loss(blur: float, scaling: float, diameter: float | None) -> SamplesLoss:
+def sinkhorn_loss(blur: float, scaling: float, diameter: float | None) -> SinkhornLoss:
     """S_ε(a, b) (Eq. 4.4) for two N×D / M×D clouds, cost ½‖a − b‖² (p=2), ε = blur², debiased.
 
     geomloss anneals ε from diameter² down to blur² by factors scaling² (one Sinkhorn iteration
@@ -68,8 +68,7 @@ def sinkhorn_loss(blur: float, scaling: float, diameter: float | None) -> Sample
     if not (blur > 0 and 0 < scaling < 1) or (diameter is not None and diameter <= 0):
         raise ConfigError(f"Sinkhorn needs blur > 0, 0 < scaling < 1 and diameter > 0 or null; got blur={blur}, "
                           f"scaling={scaling}, diameter={diameter}")
-    return SamplesLoss("sinkhorn", p=2, blur=blur, scaling=scaling, diameter=diameter, debias=True,
-                       backend="tensorized")
+    return SinkhornLoss(p=2, blur=blur, scaling=scaling, diameter=diameter, debias=True)
 
 
 def cosine_similarities(z: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from torch import nn
 
 from genrep.errors import ConfigError, InputError
 from genrep.models.base import GenerativeModel, Output
-from genrep.models.networks import ConditionEmbedding, Decoder, Encoder, mlp
+from genrep.models.networks import ARCHS, ConditionEmbedding, Decoder, Encoder, mlp
 from genrep.models.sae_losses import diversity_regulariser, laplacian_loss, max_pyramid_levels, sinkhorn_loss
 
 NOISES = ("normal", "uniform")
@@ -36,7 +36,7 @@ NOISES = ("normal", "uniform")
 
 @dataclasses.dataclass
 class SinkhornAEConfig:
-    """arch/hidden/channels: encoder and decoder backbone (see genrep.models.networks).
+    """arch/hidden/channels/width: encoder and decoder backbone (see genrep.models.networks).
     latent_dim: size of z. noise_dim, noise ("normal" thesis | "uniform" reference), noise_hidden:
     the noise generator. recon_weight α, sinkhorn_weight β, laplacian_weight γ (0 = MSE only),
     laplacian_levels, diversity_weight δ with diversity_tau τ and diversity_rho ρ, encoder_l2 λ
@@ -47,6 +47,7 @@ class SinkhornAEConfig:
     latent_dim: int = 16
     hidden: list[int] = dataclasses.field(default_factory=lambda: [512, 256])
     channels: list[int] = dataclasses.field(default_factory=lambda: [32, 64])
+    width: float = 1.0
     noise_dim: int = 64
     noise: str = "normal"
     noise_hidden: list[int] = dataclasses.field(default_factory=lambda: [128, 128, 128])
@@ -64,10 +65,12 @@ class SinkhornAEConfig:
     condition_scale: float = 1.0
 
     def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ConfigError(f"model.arch must be one of {', '.join(ARCHS)}; got {self.arch!r}")
         if self.noise not in NOISES:
             raise ConfigError(f"model.noise must be one of {', '.join(NOISES)}, got {self.noise!r}")
-        if self.latent_dim < 1 or self.noise_dim < 1:
-            raise ConfigError("model.latent_dim and model.noise_dim must be >= 1")
+        if self.latent_dim < 1 or self.noise_dim < 1 or not self.width > 0:
+            raise ConfigError("model.latent_dim and model.noise_dim must be >= 1 and model.width > 0")
         for name in ("recon_weight", "sinkhorn_weight", "laplacian_weight", "diversity_weight", "diversity_rho",
                      "encoder_l2", "condition_scale"):
             if getattr(self, name) < 0:
@@ -112,16 +115,13 @@ class SinkhornAutoencoder(GenerativeModel):
             if not 1 <= config.laplacian_levels <= most:
                 raise ConfigError(f"model.laplacian_levels must lie in 1..{most} for "
                                   f"{self.image_shape[1]}×{self.image_shape[2]} images, got {config.laplacian_levels}")
-        kw = dict(arch=config.arch, hidden=list(config.hidden), channels=list(config.channels))
+        kw = dict(arch=config.arch, hidden=list(config.hidden), channels=list(config.channels), width=config.width)
         self.encoder = Encoder(self.image_shape, config.latent_dim, **kw)
         self.decoder = Decoder(self.image_shape, config.latent_dim, **kw)
         self.noise_generator = NoiseGenerator(config.noise_dim, config.latent_dim, list(config.noise_hidden),
                                               cond_dim=condition.dim if condition is not None else 0)
         self.sinkhorn = sinkhorn_loss(config.sinkhorn_blur, config.sinkhorn_scaling, config.sinkhorn_diameter)
 
-    @property
-    def conditional(self) -> bool:
-        return self.condition is not None
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Latent codes z = q_φ(x), N×latent_dim (the encoder never sees a condition)."""
@@ -181,16 +181,6 @@ class SinkhornAutoencoder(GenerativeModel):
         """n images p_θ(n_ν(ε[, y])); `cond`: int64 labels (n,) or n×D conditions for the conditional
         model (labels cycle 0..K−1 when omitted)."""
         device = self.device
-        cond_vec = None
-        if self.conditional:
-            batch = self.condition.default_condition(n, device) if cond is None else self._condition_batch(n, cond)
-            cond_vec = self.condition(batch)
-        elif cond is not None:
-            raise InputError("this e2e SAE is unconditional: call sample(n) without cond")
+        cond_vec = self.sampling_condition(n, cond)
         return self.decode(self.noise_generator(self.noise(n, device), cond_vec))
 
-    def _condition_batch(self, n: int, cond) -> dict[str, torch.Tensor]:
-        cond = torch.as_tensor(cond, device=self.device)
-        if len(cond) != n:
-            raise InputError(f"cond has {len(cond)} rows but n={n} samples were asked for")
-        return {"y": cond} if self.condition.num_classes is not None else {"c": cond}

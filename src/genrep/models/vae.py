@@ -15,9 +15,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from genrep.errors import ConfigError, InputError
+from genrep.errors import ConfigError
 from genrep.models.base import GenerativeModel, Output
-from genrep.models.networks import LOG_2PI, ConditionEmbedding, Decoder, Encoder, log_normal_kl
+from genrep.models.networks import ARCHS, LOG_2PI, ConditionEmbedding, Decoder, Encoder, log_normal_kl
 
 
 @dataclasses.dataclass
@@ -26,17 +26,18 @@ class VAEConfig:
     latent_dim: int = 16
     hidden: list[int] = dataclasses.field(default_factory=lambda: [512, 256])
     channels: list[int] = dataclasses.field(default_factory=lambda: [32, 64])
+    width: float = 1.0
     beta: float = 1.0
     likelihood: str = "bernoulli"
     gaussian_std: float = 0.1
 
     def __post_init__(self):
-        if self.arch not in ("mlp", "conv"):
-            raise ConfigError(f"model.arch must be one of mlp, conv; got {self.arch!r}")
+        if self.arch not in ARCHS:
+            raise ConfigError(f"model.arch must be one of {', '.join(ARCHS)}; got {self.arch!r}")
         if self.likelihood not in ("bernoulli", "gaussian"):
             raise ConfigError(f"model.likelihood must be one of bernoulli, gaussian; got {self.likelihood!r}")
-        if self.latent_dim < 1 or self.beta < 0 or self.gaussian_std <= 0:
-            raise ConfigError("model.latent_dim must be >= 1, model.beta >= 0 and model.gaussian_std > 0")
+        if self.latent_dim < 1 or self.beta < 0 or self.gaussian_std <= 0 or not self.width > 0:
+            raise ConfigError("model.latent_dim must be >= 1, model.beta >= 0, model.gaussian_std > 0 and model.width > 0")
 
 
 class VAE(GenerativeModel):
@@ -48,13 +49,11 @@ class VAE(GenerativeModel):
         self.config = config
         self.condition = condition
         cond_dim = condition.dim if condition is not None else 0
-        kw = dict(arch=config.arch, hidden=list(config.hidden), channels=list(config.channels), cond_dim=cond_dim)
+        kw = dict(arch=config.arch, hidden=list(config.hidden), channels=list(config.channels), cond_dim=cond_dim,
+                  width=config.width)
         self.encoder = Encoder(self.image_shape, 2 * config.latent_dim, **kw)
         self.decoder = Decoder(self.image_shape, config.latent_dim, **kw)
 
-    @property
-    def conditional(self) -> bool:
-        return self.condition is not None
 
     def _unit(self, x: torch.Tensor) -> torch.Tensor:
         lo, hi = self.value_range
@@ -109,19 +108,7 @@ class VAE(GenerativeModel):
         """n images from p(z)p(x|z); `cond`: int64 labels (n,) or conditions n×D for a cVAE
         (labels default to 0, 1, …, K−1, 0, 1, … when omitted)."""
         device = self.device
-        cond_vec = None
-        if self.conditional:
-            batch = self._condition_batch(n, cond, device)
-            cond_vec = self.condition(batch)
-        elif cond is not None:
-            raise InputError("this VAE is unconditional: call sample(n) without cond")
+        cond_vec = self.sampling_condition(n, cond)
         z = torch.randn(n, self.config.latent_dim, device=device)
         return self.decode(z, cond_vec)
 
-    def _condition_batch(self, n: int, cond, device) -> dict[str, torch.Tensor]:
-        if cond is None:
-            return self.condition.default_condition(n, device)
-        cond = torch.as_tensor(cond, device=device)
-        if len(cond) != n:
-            raise InputError(f"cond has {len(cond)} rows but n={n} samples were asked for")
-        return {"y": cond} if self.condition.num_classes is not None else {"c": cond}

@@ -1,0 +1,46 @@
+"""`genrep reproduce TABLE --scale smoke|cpu|paper`: rerun a thesis table, print ours beside published."""
+
+from __future__ import annotations
+
+
+def register(commands) -> None:
+    p = commands.add_parser(
+        "reproduce", help="rerun a published thesis table at a chosen scale",
+        description="Train and evaluate every cell of a thesis table and print our values (mean ± std over "
+                    "seeds) beside the published ones. Finished runs in --out are reused.")
+    p.add_argument("table", help="e.g. table-4.3.1 (`genrep reproduce list` shows all)")
+    p.add_argument("--scale", default="smoke", help="smoke (CI, minutes), cpu (2 cores, < 1 h), paper (published)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
+    p.add_argument("--out", default=None, help="folder (default runs/reproduce/TABLE-SCALE)")
+    p.add_argument("--calorimeter-path", default=None, help="table-4.3.1: real ZDC .npz files instead of the"
+                   " synthetic simulator")
+    p.add_argument("--celeba-path", default=None, help="table-4.4.1: folder with the official CelebA files")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=reproduce_cmd)
+
+
+def reproduce_cmd(args) -> int:
+    import inspect
+
+    from genrep.errors import ConfigError
+    from genrep.experiments.reproduce import get_recipe, recipes
+
+    if args.table == "list":
+        for name, module in sorted(recipes().items()):
+            print(f"{name:<14} {module.TITLE}  (scales: {', '.join(module.SCALES)})")
+        return 0
+    recipe = get_recipe(args.table)
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    out = args.out or f"runs/reproduce/{args.table}-{args.scale}"
+    options = {k: v for k, v in (("calorimeter_path", args.calorimeter_path), ("celeba_path", args.celeba_path)) if v}
+    accepted = inspect.signature(recipe.run).parameters
+    for key in options:
+        if key not in accepted:
+            raise ConfigError(f"--{key.replace('_', '-')} does not apply to {args.table}")
+    result = recipe.run(scale=args.scale, seeds=args.seeds, out=out, progress=not args.no_progress, **options)
+    print()
+    print(f"{recipe.TITLE} — scale {args.scale}, seeds {result['seeds']}")
+    print(result["markdown"])
+    print(f"\nresults: {out}/results.json, {out}/results.md")
+    return 0

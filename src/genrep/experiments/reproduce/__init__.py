@@ -1,0 +1,22 @@
+"""`genrep reproduce TABLE`: recipes that rerun a published experiment at a chosen scale and print
+our numbers beside the thesis'. Each recipe module has NAME, TITLE, a SCALES dict and
+`run(scale=, seeds=, out=, progress=, log=, **options)` returning a dict with a "markdown" table."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from genrep.errors import ConfigError
+
+
+def recipes() -> dict[str, ModuleType]:
+    from genrep.experiments.reproduce import table_4_3_1, table_4_4_1
+
+    return {module.NAME: module for module in (table_4_3_1, table_4_4_1)}
+
+
+def get_recipe(name: str) -> ModuleType:
+    table = recipes()
+    if name not in table:
+        raise ConfigError(f"unknown table {name!r}; available: {', '.join(sorted(table))}")
+    return table[name]
