@@ -53,6 +53,7 @@ def test_table_end_to_end_and_reuse(micro_scale, tmp_path, capsys):
     results = json.loads((tmp_path / "results.json").read_text())
     for model in table_4_3_1.MODELS:
         assert set(results["values"][model]) == {"fid", "sinkhorn", "mae", "mae_sd", "hep_w_raw", "hep_w_log"}
+    assert (tmp_path / "latent_mnist_pca.png").is_file()
     original = results["values"]["original"]
     assert original["mae"][0] > 0 and original["fid"][0] >= 0
     stamp = (tmp_path / "seed0" / "mnist" / "cvae" / "model.safetensors").stat().st_mtime_ns

@@ -16,7 +16,6 @@ sklearn's svd_flip) or t-SNE (sklearn, PCA initialisation, perplexity min(30, (N
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import os
 from pathlib import Path
@@ -163,32 +162,3 @@ def plot_latents(panels: dict[str, tuple[np.ndarray, np.ndarray | None]], path: 
     plt.close(fig)
     return path
 
-
-def load_run_and_data(run_dir: str | os.PathLike, dataset: str | None = None, split: str = "test"):
-    """(model, data, config) of a run folder: the trained model and `split` of `dataset` (default:
-    the run's own data set) prepared like its training data (value range, resizing, padding).
-
-    Loads through genrep.experiments.train (run folders are an experiments-level concept)."""
-    from genrep.experiments.train import load_data, load_run_config, load_trained_model
-
-    cfg = load_run_config(run_dir)
-    model = load_trained_model(run_dir)
-    if dataset is not None and dataset != cfg.data.name:
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=dataset, path=None))
-    return model, load_data(cfg, split), cfg
-
-
-def write_latent_picture(run_dir: str | os.PathLike, data=None, method: str = "pca", *, n: int = 2000,
-                         seed: int = 0) -> Path:
-    """RUN/latent_{method}.png: the codes of `data` (default: the run's test split) under the
-    run's encoder, projected by `method`, coloured by class."""
-    from genrep.experiments.train import load_run_config, load_trained_model
-
-    if data is None:
-        model, data, cfg = load_run_and_data(run_dir)
-    else:
-        cfg, model = load_run_config(run_dir), load_trained_model(run_dir)
-    codes, labels = latent_codes(model, data, n, seed=seed)
-    name = f"{cfg.model_name} on {data.name}"
-    return plot_latents({name: (project(codes, method, seed), labels)}, Path(run_dir) / f"latent_{method}.png",
-                        method=method, class_names=data.class_names)

@@ -27,23 +27,13 @@ def register(commands) -> None:
 
 
 def latent_cmd(args) -> int:
-    from genrep.analysis.latent import latent_codes, load_run_and_data, plot_latents, project
     from genrep.errors import InputError
+    from genrep.experiments.latent_pictures import compare_latents
 
     if args.out is None and len(args.runs) > 1:
         raise InputError("several runs go into one picture: name it with -o OUT.png")
-    panels, class_names = {}, None
-    for run in args.runs:
-        model, data, cfg = load_run_and_data(run, args.dataset, args.split)
-        codes, labels = latent_codes(model, data, args.n, seed=args.seed)
-        name = f"{Path(run).name} ({cfg.model_name}, {codes.shape[1]}-d)"
-        if name in panels:  # the same folder name twice: number the panels
-            name = f"{name} #{sum(key.startswith(name) for key in panels) + 1}"
-        panels[name] = (project(codes, args.method, args.seed), labels)
-        class_names = class_names or data.class_names
-        print(f"{run}: encoded {len(codes)} images of {data.name}[{args.split}] into {codes.shape[1]}-d codes")
     out = Path(args.out) if args.out else Path(args.runs[0]) / f"latent_{args.method}.png"
-    plot_latents(panels, out, method=args.method, class_names=class_names,
-                 title=f"Latent codes of {data.name}[{args.split}] ({'PCA' if args.method == 'pca' else 't-SNE'})")
+    compare_latents(args.runs, out, dataset=args.dataset, split=args.split, method=args.method, n=args.n,
+                    seed=args.seed)
     print(f"wrote {out}")
     return 0

@@ -69,10 +69,10 @@ class Scale:
 
 SCALES = {
     "smoke": Scale(steps=150, batch_size=100, lr=1e-3, scheduler="none", arch={"mnist": "mlp", "calorimeter": "mlp"},
-                   gan_channels=16, train_limit={"mnist": 3000, "calorimeter": 3000},
+                   gan_channels=8, train_limit={"mnist": 3000, "calorimeter": 3000},
                    n_eval={"mnist": 500, "calorimeter": 500}, quick_lenet=True),
     "cpu": Scale(steps=2000, batch_size=250, lr=1e-3, scheduler="none", arch={"mnist": "mlp", "calorimeter": "mlp"},
-                 gan_channels=32, train_limit={"mnist": None, "calorimeter": None},
+                 gan_channels=16, train_limit={"mnist": None, "calorimeter": None},
                  n_eval={"mnist": 10_000, "calorimeter": 5_000}, quick_lenet=False),
     "paper": Scale(steps=3000, batch_size=1000, lr=1e-4, scheduler="exponential",
                    arch={"mnist": "mnist", "calorimeter": "calo"}, gan_channels=64,
@@ -182,6 +182,12 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, calorimeter_path: str | 
                 for key, value in metrics.items():
                     cells[model].setdefault(key, []).append(value)
                 log(f"[seed {seed}] {model} on {dataset}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
+        if seed == 0:  # Fig. 4.1.1: the cVAE's latent space beside the conditional e2e SAE's
+            from genrep.experiments.latent_pictures import compare_latents
+
+            picture = compare_latents([out / "seed0" / "mnist" / m for m in ("cvae", "ce2e-sae")],
+                                      out / "latent_mnist_pca.png", n=2000, log=lambda _: None)
+            log(f"latent picture: {picture}")
         original = _original_mnist(out, lenet, s.n_eval["mnist"], seed, progress)
         if calorimeter_path is None:
             original.update(_original_hep(s.n_eval["calorimeter"], seed))
