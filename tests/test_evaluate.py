@@ -95,3 +95,17 @@ def test_missing_lenet_weights_name_the_command(capsys, tmp_path, monkeypatch, v
     monkeypatch.setenv("GENREP_DATA", str(tmp_path / "empty"))
     code, _, err = run_cli(capsys, "evaluate", "--real", "digits", "--fake", str(vae_run), "--no-progress")
     assert code == 2 and "genrep features train --dataset digits" in err, err
+
+
+def test_inception_score_alone_uses_the_lenet_classifier_head(capsys, tmp_path, lenet_home):
+    """IS needs only generated images; with LeNet it is the score of its 10-way digit classifier."""
+    train = load_dataset("digits", "train")
+    scores = {}
+    for name, images in (("real", train.images[:297]), ("constant", train.images[:1].expand(297, -1, -1, -1))):
+        np.savez(tmp_path / f"{name}.npz", images=(images.numpy() * 255).round().astype(np.uint8))
+        code, _, err = run_cli(capsys, "evaluate", "--real", "digits", "--fake", str(tmp_path / f"{name}.npz"),
+                               "--metrics", "is", "-o", str(tmp_path / f"{name}.json"), "--no-progress")
+        assert code == 0, err
+        scores[name] = json.loads((tmp_path / f"{name}.json").read_text())["is"]
+    assert scores["constant"] == pytest.approx(1.0, abs=1e-6)  # one image repeated: p(y|x) = p(y)
+    assert scores["real"] > 3  # ten balanced classes recognised confidently (at most 10)

@@ -127,7 +127,8 @@ def evaluate(real_spec: str, fake_source: str, *, metrics: list[str], features="
     if kinds:
         extractor = _extractor(features, name, real.images[:2])
         result["features"] = extractor.name
-        f_real = extractor.features(real.images, progress=progress, kind=tuple(k for k in kinds if k != "logits"))
+        real_kinds = tuple(k for k in kinds if k != "logits")  # IS needs the generated images only
+        f_real = extractor.features(real.images, progress=progress, kind=real_kinds) if real_kinds else {}
         f_fake = extractor.features(fake.images, progress=progress, kind=kinds)
         result.update(_feature_metrics(metrics, f_real, f_fake, seed=seed))
     if "channels" in metrics:

@@ -138,6 +138,11 @@ class Trainer:
         check, so the message names the first bad step and no bad state is ever saved.
         """
         cfg, fabric = self.cfg, self.fabric
+        if hasattr(model, "training_step") and fabric.world_size > 1:
+            raise ConfigError(
+                f"{type(model).__name__} has its own training_step (several optimisers, e.g. a GAN), which runs"
+                " in one process only for now: DDP forbids backward passes inside the wrapped forward. Train it"
+                " with --devices 1 --num-nodes 1")
         run_config = json.loads(json.dumps({**(config or {}), "train": dataclasses.asdict(cfg)}, default=str))
         fabric.seed_everything(cfg.seed, workers=False, verbose=False)
         raw_optimizers = self._build_optimizers(model)
