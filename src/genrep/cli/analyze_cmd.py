@@ -1,4 +1,5 @@
-"""`genrep analyze ANALYSIS ...`: pictures about trained models (latent spaces; more to come)."""
+"""`genrep analyze ANALYSIS ...`: pictures about trained models and the diffusion process (latent spaces,
+log-SNR of the forward diffusion, reconstruction error per step)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from pathlib import Path
 
 
 def register(commands) -> None:
-    analyze = commands.add_parser("analyze", help="analyses of trained runs (latent)",
-                                  description="Analyses of trained runs. Run `genrep analyze ANALYSIS --help`.")
+    analyze = commands.add_parser("analyze", help="analyses: latent spaces, diffusion log-SNR, reconstruction per step",
+                                  description="Analyses of trained runs and of the diffusion process. "
+                                              "Run `genrep analyze ANALYSIS --help`.")
     analyses = analyze.add_subparsers(dest="analysis", metavar="ANALYSIS")
     analyses.required = True
 
@@ -24,6 +26,8 @@ def register(commands) -> None:
     latent.add_argument("-o", "--out", default=None,
                         help="PNG path (default RUN/latent_METHOD.png; required for several runs)")
     latent.set_defaults(handler=latent_cmd)
+    _register_snr(analyses)
+    _register_reconstruction(analyses)
 
 
 def latent_cmd(args) -> int:
@@ -37,3 +41,153 @@ def latent_cmd(args) -> int:
                     seed=args.seed)
     print(f"wrote {out}")
     return 0
+
+
+def _register_snr(analyses) -> None:
+    snr = analyses.add_parser(
+        "snr", help="log-SNR of the forward diffusion averaged over a data set, and its per-step change",
+        description="Thesis Eq. 5.2 / Fig. 5.5.1: SNR(x0, t) = ᾱ_t·mean(x0²)/(1 − ᾱ_t) per image (pixels in "
+                    "[-1, 1]), its natural log averaged over the images of a data split, and the discrete "
+                    "derivative Δ log-SNR per step. Writes OUT/snr.csv and OUT/snr.png and prints "
+                    "'log-SNR < 0 after P% of steps' (one line per schedule).")
+    snr.add_argument("--dataset", required=True, help="data set name (see `genrep data list`), e.g. mnist")
+    snr.add_argument("--schedule", default="linear", metavar="linear|cosine|both",
+                     help="noise schedule(s) (default linear)")
+    snr.add_argument("--steps", type=int, default=1000, metavar="T", help="number of diffusion steps T (default 1000)")
+    snr.add_argument("--out", required=True, metavar="DIR", help="output folder for snr.csv and snr.png")
+    snr.add_argument("--split", default="test", help="split to average over (default test)")
+    snr.add_argument("--n", type=int, default=None, help="average over a seeded subset of N images (default all)")
+    snr.add_argument("--seed", type=int, default=0, help="seed of the subset")
+    snr.add_argument("--average", default="log", choices=("log", "snr"),
+                     help="log: mean over images of log SNR (default, the thesis band); snr: log of the mean SNR")
+    snr.set_defaults(handler=snr_cmd)
+
+
+def snr_cmd(args) -> int:
+    from genrep.analysis.snr import snr_analysis
+
+    snr_analysis(args.dataset, args.schedule, args.steps, args.out, split=args.split, n=args.n, seed=args.seed,
+                 average=args.average)
+    return 0
+
+
+def _register_reconstruction(analyses) -> None:
+    rec = analyses.add_parser(
+        "reconstruction", help="MAE and MS-SSIM of x0 against x_t ~ q(x_t|x0) reversed, per step",
+        description="Thesis Fig. 5.5.2 / 5.7.1: noise each image to x_t ~ q(x_t|x0) for a grid of steps t, "
+                    "reverse x_t to x̂0 and report the MAE (pixels in [-1, 1]) and MS-SSIM against x0 "
+                    "(mean and 95%% confidence interval), one curve per evaluated data set. Reversal: a "
+                    "trained DDGM (--run, ancestral sampling from t), the exact denoiser of a Gaussian fitted "
+                    "to --dataset (--method gaussian), or no denoiser at all, x̂0 = clip(x_t/√ᾱ_t) "
+                    "(--method noise, the default without --run). Cross-data-set: the model (or Gaussian) "
+                    "is trained on --dataset and evaluated on it and on each --eval-dataset. Writes "
+                    "OUT/reconstruction.csv and OUT/reconstruction.png.")
+    rec.add_argument("--dataset", default=None,
+                     help="training data set A (the Gaussian's data; with --run: default the run's own)")
+    rec.add_argument("--eval-dataset", nargs="+", default=[], metavar="OTHER",
+                     help="further data set(s) B to evaluate on (trained on A, evaluated on B)")
+    rec.add_argument("--run", default=None, metavar="RUN", help="a trained DDGM run folder (uses its diffusion)")
+    rec.add_argument("--method", default=None, metavar="noise|gaussian",
+                     help="without --run: noise (default; no denoiser) or gaussian (exact Gaussian denoiser)")
+    rec.add_argument("--schedule", default=None, metavar="linear|cosine",
+                     help="noise schedule without --run (default linear)")
+    rec.add_argument("--steps", type=int, default=None, metavar="T", help="diffusion steps T without --run (default 1000)")
+    rec.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    rec.add_argument("--t-values", type=int, nargs="+", default=None, metavar="T_IDX",
+                     help="0-based steps t to evaluate (default: --points steps over the first --max-fraction)")
+    rec.add_argument("--max-fraction", type=float, default=0.2, help="default grid: up to this fraction of T (0.2)")
+    rec.add_argument("--points", type=int, default=11, help="default grid: number of steps (11)")
+    rec.add_argument("--reverse", default="ancestral", choices=("ancestral", "x0"),
+                     help="with a model: ancestral sampling from t down to 0 (default) or one-shot x̂0 at t")
+    rec.add_argument("--n", type=int, default=500, help="images per evaluated data set (seeded subset, default 500)")
+    rec.add_argument("--n-fit", type=int, default=10000, help="--method gaussian: training images to fit (10000)")
+    rec.add_argument("--split", default="test", help="split to evaluate on (default test)")
+    rec.add_argument("--image-size", type=int, default=None,
+                     help="without --run: resize all sets to this side (e.g. 16 for 8×8 digits, so MS-SSIM fits)")
+    rec.add_argument("--batch-size", type=int, default=250)
+    rec.add_argument("--seed", type=int, default=0, help="seed of the subsets and of the noise")
+    rec.set_defaults(handler=reconstruction_cmd)
+
+
+def reconstruction_cmd(args) -> int:
+    from genrep.analysis import reconstruction as rec
+    from genrep.errors import ConfigError
+
+    if args.n < 1 or args.batch_size < 1:
+        raise ConfigError("--n and --batch-size must be positive")
+    if args.run is not None:
+        if args.method is not None or args.schedule is not None or args.steps is not None:
+            raise ConfigError("--run uses the run's own trained diffusion: drop --method/--schedule/--steps")
+        if args.image_size is not None:
+            raise ConfigError("--run prepares data like the run's training data: drop --image-size")
+        eval_sets, labels, diffusion, eps_model, last_step, label = _run_eval_sets(args)
+        method = f"trained DDGM {Path(args.run).name}, {args.reverse} reverse"
+        title = f"Reconstruction of x0 from x_t (trained on {label})"
+    else:
+        from genrep.analysis.snr import check_steps
+        from genrep.diffusion import GaussianDiffusion, get_betas
+
+        if args.dataset is None:
+            raise ConfigError("name the data set with --dataset NAME (or give a trained DDGM with --run RUN)")
+        method_name = args.method or "noise"
+        if method_name not in rec.METHODS:
+            raise ConfigError(f"unknown --method {method_name!r}; choose one of {', '.join(rec.METHODS)} "
+                              "(or pass a trained DDGM with --run)")
+        schedule = args.schedule or "linear"
+        if schedule not in ("linear", "cosine"):
+            raise ConfigError(f"unknown noise schedule {schedule!r}; choose linear or cosine")
+        steps = check_steps(1000 if args.steps is None else args.steps)
+        diffusion = GaussianDiffusion(get_betas(schedule, steps))
+        labels, last_step = None, None
+        eval_sets = rec.load_eval_sets(args.dataset, args.eval_dataset, split=args.split, n=args.n, seed=args.seed,
+                                       image_size=args.image_size)
+        title = f"Reconstruction of x0 from x_t (fitted on {args.dataset})"
+        if method_name == "gaussian":
+            side = next(iter(eval_sets.values())).shape[-1]
+            eps_model = rec.fit_gaussian(args.dataset, n_fit=args.n_fit, seed=args.seed, image_size=side) \
+                .eps_model(diffusion)
+            method = f"Gaussian denoiser fitted to {args.dataset}[train], {args.reverse} reverse"
+        else:
+            eps_model = None
+            method = "no denoiser: x̂0 = clip(x_t/√ᾱ_t)"
+            title = "Reconstruction of x0 from x_t"
+        method += f", {schedule} schedule T={steps}"
+    T = diffusion.num_timesteps
+    t_values = (rec.check_t_values(args.t_values, T) if args.t_values is not None
+                else rec.default_t_values(T, max_fraction=args.max_fraction, points=args.points))
+    rec.reconstruction_analysis(eval_sets, diffusion, t_values, args.out, eps_model=eps_model, reverse=args.reverse,
+                                last_step=last_step, labels=labels, seed=args.seed, batch_size=args.batch_size,
+                                title=title, method=method)
+    return 0
+
+
+def _run_eval_sets(args):
+    """(eval sets in [-1, 1], their labels (class-conditional models only, else None), diffusion,
+    ε-model, last step, training label) of a trained DDGM/DAED run: the run's data set (or --dataset)
+    and each --eval-dataset, prepared like the run's training data."""
+    from genrep.analysis.reconstruction import ddgm_parts, to_model_range
+    from genrep.data.transforms import random_subset
+    from genrep.errors import ConfigError
+    from genrep.experiments.latent_pictures import load_run_and_data
+
+    model, data, _ = load_run_and_data(args.run, args.dataset, args.split)
+    diffusion, eps_model, last_step = ddgm_parts(model)
+    num_classes = getattr(model, "num_classes", None) if getattr(model, "conditional", False) else None
+    label = data.name
+    eval_sets, labels = {}, {} if num_classes else None
+    for name in [label, *args.eval_dataset]:
+        if name in eval_sets:
+            continue
+        other = data if name == label else load_run_and_data(args.run, name, args.split)[1]
+        if tuple(other.image_shape) != tuple(data.image_shape):
+            raise ConfigError(f"{name} images are {'×'.join(map(str, other.image_shape))} but the run was trained on "
+                              f"{'×'.join(map(str, data.image_shape))}; evaluate on data of the same shape")
+        other = random_subset(other, args.n, seed=args.seed)
+        eval_sets[name] = to_model_range(other.images, other.value_range)
+        if num_classes:
+            y = getattr(other, "labels", None)
+            if y is None or int(y.max()) >= num_classes:
+                raise ConfigError(f"the run is class-conditional ({num_classes} classes) but {name} has no labels "
+                                  "in that range; evaluate an unconditional DDGM on it")
+            labels[name] = y
+    return eval_sets, labels, diffusion, eps_model, last_step, label

@@ -62,3 +62,31 @@ def _cdcgan(config, spec, data):
 register_model("dcgan", config_cls=DCGANConfig, build=_dcgan, description="deep convolutional GAN")
 register_model("cdcgan", config_cls=DCGANConfig, build=_cdcgan, conditional=True,
                description="conditional DCGAN on class labels or condition vectors")
+
+
+# DDGM (Ho et al. 2020; thesis ch. 2.3, 5), its class-conditional version, and DAED (thesis ch. 5.6)
+from genrep.errors import ConfigError  # noqa: E402
+from genrep.models.daed import DAED, DAEDConfig  # noqa: E402
+from genrep.models.ddgm import DDGM, DDGMConfig  # noqa: E402
+
+
+def _ddgm(config, spec, data):
+    return DDGM(config, image_shape=spec.image_shape, value_range=spec.value_range)
+
+
+def _cddgm(config, spec, data):
+    if spec.num_classes is None:
+        raise ConfigError(f"cddgm is conditioned on class labels, but {spec.name} has none")
+    return DDGM(config, image_shape=spec.image_shape, value_range=spec.value_range, num_classes=spec.num_classes)
+
+
+def _daed(config, spec, data):
+    return DAED(config, image_shape=spec.image_shape, value_range=spec.value_range)
+
+
+register_model("ddgm", config_cls=DDGMConfig, build=_ddgm,
+               description="denoising diffusion model (UNet; simple/VLB/hybrid loss, ancestral/DDIM sampling)")
+register_model("cddgm", config_cls=DDGMConfig, build=_cddgm, conditional=True,
+               description="class-conditional DDGM (label embedding in the UNet)")
+register_model("daed", config_cls=DAEDConfig, build=_daed,
+               description="denoising autoencoder with diffusion: a DAE for x0<-x1 plus a shortened DDGM (thesis ch.5)")

@@ -1,0 +1,253 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from genrep.data import DataSpec, load_dataset
+from genrep.diffusion import (
+    BetaProportionalSampler,
+    FirstStepWeightedSampler,
+    LossType,
+    ModelVarType,
+    TimestepSampler,
+    UniformSampler,
+    linear_betas,
+    shortened_steps,
+    switching_step,
+)
+from genrep.errors import ConfigError, InputError
+from genrep.models import DAED, DAEDConfig, DDGMConfig, TwoStageDAE, UNetSettings, build_model, two_stage_sample
+
+TINY = UNetSettings(model_channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(),
+                    middle_attention=False, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", limit=256)
+
+
+def tiny_daed(data, **kw) -> DAED:
+    torch.manual_seed(0)
+    cfg = DAEDConfig(steps=kw.pop("steps", 50), unet=TINY, dae_unet=TINY, **kw)
+    return build_model("daed", cfg, DataSpec.of(data), data)
+
+
+def record(module: torch.nn.Module) -> list:
+    calls = []
+    module.register_forward_hook(lambda m, args, out: calls.append((args[0].detach().clone(), args[1].clone())))
+    return calls
+
+
+def perturb(module: torch.nn.Module, scale: float = 0.05) -> None:
+    """Give a zero-initialised UNet a non-trivial output."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn_like(p))
+
+
+class StubSampler(TimestepSampler):
+    def __init__(self, t):
+        self.t, self.num_timesteps = t, int(t.max()) + 1
+
+    def weights(self):
+        return np.ones(self.num_timesteps)
+
+    def sample(self, batch_size, device=None, generator=None):
+        return self.t[:batch_size].to(device), torch.ones(batch_size, device=device)
+
+
+def test_shortened_schedule(digits):
+    model = tiny_daed(digits, steps=500, beta1=0.1, steps_rule="published")
+    assert model.T_short == 468 and model.diffusion.num_timesteps == 468
+    betas = model.diffusion.betas.numpy()
+    assert betas[0] == pytest.approx(0.1)
+    assert np.allclose(betas[1:], linear_betas(468)[1:])  # a fresh linear schedule of length T′
+    model = tiny_daed(digits, steps=50, beta1=0.2)
+    assert model.T_short == shortened_steps(50, 0.2) == 50 - switching_step(50, 0.2)
+    assert float(model.diffusion.betas[0]) == pytest.approx(0.2)
+    assert math.isclose(float(model.diffusion.alphas_cumprod[0]), 0.8)
+    cosine = tiny_daed(digits, steps=50, beta1=0.1, schedule="cosine")
+    assert float(cosine.diffusion.betas[0]) == pytest.approx(0.1)
+
+
+def test_loss_modes_map_to_enums(digits):
+    simple, vlb = tiny_daed(digits, loss="simple"), tiny_daed(digits, loss="vlb")
+    assert simple.diffusion.loss_type is LossType.SIMPLE and simple.diffusion.model_var_type is ModelVarType.FIXED_LARGE
+    assert vlb.diffusion.loss_type is LossType.RESCALED_KL
+    assert vlb.diffusion.model_var_type is ModelVarType.LEARNED_RANGE
+    assert vlb.unet.config.output_channels == 2 and vlb.dae.config.output_channels == 1
+
+
+@pytest.mark.parametrize("loss", ["simple", "vlb"])
+def test_dae_gets_exactly_the_first_step_rows(digits, loss):
+    model = tiny_daed(digits, loss=loss)
+    t = torch.tensor([0, 3, 0, 17, 45, 0, 1, 9])
+    model.timestep_sampler = StubSampler(t)
+    dae_calls, unet_calls = record(model.dae), record(model.unet)
+    batch = digits.batch(slice(0, 8))
+    torch.manual_seed(7)
+    out = model(batch)
+    torch.manual_seed(7)
+    noise = torch.randn(8, 1, 8, 8)  # the noise forward draws first (the stub sampler draws nothing)
+    first = t == 0
+    assert len(dae_calls) == 1 and len(unet_calls) == 1
+    x1, t_dae = dae_calls[0]
+    assert torch.equal(t_dae, torch.zeros(3, dtype=torch.long))
+    x0 = batch["x"] * 2 - 1
+    expected = math.sqrt(0.9) * x0[first] + math.sqrt(0.1) * noise[first]
+    assert torch.allclose(x1, expected, atol=1e-5)
+    assert torch.equal(unet_calls[0][1], t[~first])
+    assert out.loss.item() == pytest.approx(out.parts["dae"].item() + out.parts["diffusion"].item(), rel=1e-5)
+    out.loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.dae.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.unet.parameters())
+
+
+def test_batches_without_first_step_leave_the_dae_alone(digits):
+    model = tiny_daed(digits)
+    model.timestep_sampler = StubSampler(torch.tensor([4, 5, 6, 7]))
+    dae_calls = record(model.dae)
+    out = model(digits.batch(slice(0, 4)))
+    out.loss.backward()
+    assert not dae_calls and out.parts["dae"].item() == 0.0
+    assert all(p.grad is None for p in model.dae.parameters())
+
+
+def test_final_step_is_deterministic(digits):
+    for loss in ("simple", "vlb"):
+        model = tiny_daed(digits, loss=loss).eval()
+        perturb(model.dae)
+        x1 = torch.randn(4, 1, 8, 8)
+        a, b = model.dae_step(x1), model.dae_step(x1)
+        assert torch.equal(a, b)
+        if loss == "simple":  # the DAE step is the noise-free p_sample at t = 0 with the DAE as ε-model
+            t0 = torch.zeros(4, dtype=torch.long)
+            ref = model.diffusion.p_sample(model.dae, x1, t0, generator=torch.Generator().manual_seed(1))["sample"]
+            assert torch.allclose(a, ref, atol=1e-5)
+        model.sample_x1 = lambda n, **kw: x1  # same x1 → same x0
+        assert torch.equal(model.sample(4), model.sample(4))
+
+
+def test_sampling_runs_ddgm_to_x1_then_one_dae_step(digits):
+    model = tiny_daed(digits).eval()
+    dae_calls, unet_calls = record(model.dae), record(model.unet)
+    samples = model.sample(5)
+    assert samples.shape == (5, 1, 8, 8) and samples.min() >= 0 and samples.max() <= 1
+    assert len(dae_calls) == 1 and int(dae_calls[0][1].max()) == 0
+    assert [int(c[1][0]) for c in unet_calls] == list(range(model.T_short - 1, 0, -1))
+    with pytest.raises(InputError):
+        model.sample(2, torch.tensor([0, 1]))
+
+
+def test_respaced_sampling(digits):
+    model = tiny_daed(digits, sample_steps=5).eval()
+    kept = model.sampling_diffusion.timestep_map.tolist()
+    assert kept[:2] == [0, 1] and kept[-1] == model.T_short - 1 and len(kept) == 6
+    dae_calls, unet_calls = record(model.dae), record(model.unet)
+    assert model.sample(3).shape == (3, 1, 8, 8)
+    assert len(unet_calls) == 5 and len(dae_calls) == 1
+    assert int(unet_calls[-1][1][0]) == 1
+    ddim = tiny_daed(digits, sample_steps=5, sampler="ddim").eval()
+    assert torch.isfinite(ddim.sample(2)).all()
+
+
+@pytest.mark.parametrize("rule", ["beta", "first-step", "uniform"])
+def test_sampler_frequencies_follow_the_rule(digits, rule):
+    model = tiny_daed(digits, dae_sampler=rule, beta1=0.1)
+    sampler, T = model.timestep_sampler, model.T_short
+    betas = model.diffusion.betas.numpy()
+    if rule == "beta":
+        assert isinstance(sampler, BetaProportionalSampler)
+        p = betas / betas.sum()
+    elif rule == "first-step":
+        assert isinstance(sampler, FirstStepWeightedSampler)
+        w = np.ones(T)
+        w[0] = 0.1 * T
+        p = w / w.sum()
+    else:
+        assert isinstance(sampler, UniformSampler)
+        p = np.full(T, 1.0 / T)
+    assert np.allclose(sampler.probabilities(), p)
+    n = 200_000
+    t, weights = sampler.sample(n, generator=torch.Generator().manual_seed(0))
+    freq = np.bincount(t.numpy(), minlength=T) / n
+    assert abs(freq[0] - p[0]) < 4 * math.sqrt(p[0] * (1 - p[0]) / n) + 1e-9
+    assert np.abs(freq - p).max() < 0.01
+    assert torch.allclose(weights, torch.from_numpy(1.0 / (T * p[t.numpy()])).float())
+
+
+@pytest.mark.parametrize("loss", ["simple", "vlb"])
+def test_loss_falls_on_digits(digits, loss):
+    model = tiny_daed(digits, loss=loss, dae_sampler="first-step")
+    batch = digits.batch(slice(0, 64))
+
+    def fixed_loss():
+        with torch.no_grad(), torch.random.fork_rng():
+            torch.manual_seed(123)
+            return model(batch).loss.item()
+
+    before = fixed_loss()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for _ in range(30):
+        out = model(batch)
+        assert torch.isfinite(out.loss)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    assert fixed_loss() < 0.7 * before
+
+
+def test_reconstruct_and_diffusion_bits(digits):
+    model = tiny_daed(digits, steps=30, beta1=0.1).eval()
+    x = digits.batch(slice(0, 3))["x"]
+    rec = model.reconstruct(x)
+    assert rec.shape == x.shape and rec.min() >= 0 and rec.max() <= 1
+    terms = model.diffusion_bits_per_dim(x)
+    assert terms["vb"].shape == (3, model.T_short - 1) and torch.isfinite(terms["total_bpd"]).all()
+
+
+def test_two_stage_sampling_calls_the_dae_once(digits):
+    torch.manual_seed(0)
+    ddgm = build_model("ddgm", DDGMConfig(steps=50, unet=TINY), DataSpec.of(digits)).eval()
+    dae = TwoStageDAE.for_ddgm(ddgm, beta1=0.1, unet=TINY).eval()
+    k = switching_step(50, 0.1)
+    assert dae.switch_step == k
+    out = dae(digits.batch(slice(0, 16)))  # trains on q(x_k|x_0), x̂_0-MSE
+    assert torch.isfinite(out.loss) and set(out.parts) == {"mse"}
+    dae_calls, ddgm_calls = record(dae.unet), record(ddgm.unet)
+    samples = two_stage_sample(ddgm, dae, k, 4)
+    assert samples.shape == (4, 1, 8, 8) and samples.min() >= 0 and samples.max() <= 1
+    assert len(dae_calls) == 1 and int(dae_calls[0][1][0]) == k
+    assert [int(c[1][0]) for c in ddgm_calls] == list(range(49, k, -1))
+    with pytest.raises(InputError, match="switching step"):
+        two_stage_sample(ddgm, dae, k + 1, 2)
+    other = TwoStageDAE.for_ddgm(build_model("ddgm", DDGMConfig(steps=60, unet=TINY), DataSpec.of(digits)), unet=TINY)
+    with pytest.raises(InputError, match="schedule"):
+        two_stage_sample(ddgm, other, other.switch_step, 2)
+    with pytest.raises(InputError):
+        dae.sample(2)
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"beta1": 1.5}, "model.beta1"),
+    ({"beta1": 0.0}, "model.beta1"),
+    ({"loss": "hybrid"}, "model.loss"),
+    ({"dae_sampler": "gamma"}, "model.dae_sampler"),
+    ({"steps_rule": "guess"}, "model.steps_rule"),
+    ({"steps": 50, "steps_rule": "published"}, "model.steps_rule"),
+    ({"schedule": "linear_combine"}, "model.schedule"),
+    ({"steps": 50, "sample_steps": 50}, "model.sample_steps"),
+    ({"steps": 22, "beta1": 0.3}, "model.steps"),
+    ({"sampler": "euler"}, "model.sampler"),
+])
+def test_bad_configs_name_the_key(kwargs, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        DAEDConfig(**kwargs)
+
+
+def test_bad_dae_unet_names_its_key(digits):
+    cfg = DAEDConfig(steps=50, unet=TINY, dae_unet=UNetSettings(model_channels=16, num_heads=3))
+    with pytest.raises(ConfigError, match=r"model\.dae_unet\.num_heads"):
+        build_model("daed", cfg, DataSpec.of(digits))
