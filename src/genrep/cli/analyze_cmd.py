@@ -1,5 +1,6 @@
 """`genrep analyze ANALYSIS ...`: pictures about trained models and the diffusion process (latent spaces,
-log-SNR of the forward diffusion, reconstruction error per step)."""
+log-SNR of the forward diffusion, reconstruction error per step, share of the VLB per step, the
+two-stage DAED switching experiment)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 
 def register(commands) -> None:
-    analyze = commands.add_parser("analyze", help="analyses: latent spaces, diffusion log-SNR, reconstruction per step",
+    analyze = commands.add_parser("analyze", help="analyses: latent spaces, diffusion log-SNR, reconstruction and "
+                                                  "VLB share per step, two-stage switching",
                                   description="Analyses of trained runs and of the diffusion process. "
                                               "Run `genrep analyze ANALYSIS --help`.")
     analyses = analyze.add_subparsers(dest="analysis", metavar="ANALYSIS")
@@ -28,6 +30,8 @@ def register(commands) -> None:
     latent.set_defaults(handler=latent_cmd)
     _register_snr(analyses)
     _register_reconstruction(analyses)
+    _register_vlb_share(analyses)
+    _register_switching(analyses)
 
 
 def latent_cmd(args) -> int:
@@ -191,3 +195,112 @@ def _run_eval_sets(args):
                                   "in that range; evaluate an unconditional DDGM on it")
             labels[name] = y
     return eval_sets, labels, diffusion, eps_model, last_step, label
+
+
+def _register_vlb_share(analyses) -> None:
+    vlb = analyses.add_parser(
+        "vlb-share", help="share of the variational bound per diffusion step of a trained DDGM/DAED (Fig. 5.9.8)",
+        description="Thesis ch. 5.9.4 / Fig. 5.9.8: every term L_t of the variational bound (Eq. 2.9; t = 0 the "
+                    "decoder NLL) of a trained DDGM run, in bits/dim, averaged over N images of a split, its share "
+                    "of the sum over the steps (the training objective; the prior L_T is reported apart) and the "
+                    "cumulative share against the fraction of steps. A DAED run: its DDGM part (steps 1..T'-1; "
+                    "the DAE step has no likelihood term). Costs T model calls per batch. Writes "
+                    "OUT/vlb_share.csv, OUT/vlb_share.png, OUT/vlb_share.json and prints where the shares in "
+                    "--levels are reached.")
+    vlb.add_argument("run", metavar="RUN", help="a trained ddgm, cddgm or daed run folder")
+    vlb.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    vlb.add_argument("--n", type=int, default=100, help="images to average over (a seeded subset, default 100)")
+    vlb.add_argument("--split", default="test", help="split of the data set (default test)")
+    vlb.add_argument("--dataset", default=None, help="data set (default the run's own)")
+    vlb.add_argument("--skip-first", type=int, default=0, metavar="K",
+                     help="leave out the first K step terms (1: a DDGM without its decoder step, Fig. 5.9.8b)")
+    vlb.add_argument("--levels", default="0.5,0.9", help="cumulative shares to report (default 0.5,0.9)")
+    vlb.add_argument("--batch-size", type=int, default=100)
+    vlb.add_argument("--seed", type=int, default=0, help="seed of the subset and of the noise")
+    vlb.add_argument("--no-progress", action="store_true")
+    vlb.set_defaults(handler=vlb_share_cmd)
+
+
+def vlb_share_cmd(args) -> int:
+    from genrep.analysis.vlb_share import vlb_share_report
+    from genrep.data.transforms import random_subset
+    from genrep.errors import ConfigError
+    from genrep.experiments.latent_pictures import load_run_and_data
+
+    if args.n < 1 or args.batch_size < 1:
+        raise ConfigError("--n and --batch-size must be positive")
+    try:
+        levels = [float(v) for v in args.levels.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--levels must be comma-separated shares in (0, 1], got {args.levels!r}") from None
+    if not levels or not all(0.0 < v <= 1.0 for v in levels):
+        raise ConfigError(f"--levels must be comma-separated shares in (0, 1], got {args.levels!r}")
+    model, data, cfg = load_run_and_data(args.run, args.dataset, args.split)
+    if not (callable(getattr(model, "nll_bits_per_dim", None)) or callable(getattr(model, "diffusion_bits_per_dim",
+                                                                                     None))):
+        raise ConfigError(f"{args.run} trains {cfg.model_name!r}, which has no variational bound per step; "
+                          "give a ddgm, cddgm or daed run")
+    data = random_subset(data, args.n, seed=args.seed)
+    labels = data.labels if getattr(model, "conditional", False) else None
+    loss = getattr(model.config, "loss", "?")
+    title = (f"Share of the VLB per step: {Path(args.run).name} ({cfg.model_name}, {loss} loss) on "
+             f"{data.name}[{args.split}], {len(data)} images")
+    vlb_share_report(model, data.images, args.out, labels=labels, skip_first=args.skip_first, levels=levels,
+                     seed=args.seed, batch_size=args.batch_size, title=title, progress=not args.no_progress,
+                     info={"run": str(args.run), "model_name": cfg.model_name, "loss": loss, "dataset": data.name,
+                           "split": args.split})
+    return 0
+
+
+def _register_switching(analyses) -> None:
+    sw = analyses.add_parser(
+        "switching", help="two-stage DAED: FID when a DAE replaces a trained DDGM's first steps (Fig. 5.7.2)",
+        description="Thesis ch. 5.7.2 / Fig. 5.7.2-5.7.3: for each switching point, given as the log-SNR of "
+                    "Eq. 5.2 at that step (mapped to the nearest step of the DDGM's schedule), train a denoising "
+                    "autoencoder from x_k to x_0 (the DDGM's UNet settings unless --dae-channels), generate with "
+                    "the DDGM down to step k and the DAE after it, and compute FID against the test split; the "
+                    "plain DDGM's FID (full reverse process, same starting noise) is the reference line. Writes "
+                    "OUT/switching.csv, OUT/switching.png, OUT/switching_samples.png, OUT/switching.json and "
+                    "the trained DAEs in OUT/daes/ (reused by later calls).")
+    sw.add_argument("run", metavar="DDGM_RUN", help="a trained (unconditional) ddgm run folder")
+    sw.add_argument("--dataset", default=None, help="data set for the DAEs (train split) and FID (test split); "
+                    "default the run's own")
+    sw.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    sw.add_argument("--switch-log-snr", default="6,4,2,0,-2", metavar="V1,V2,...",
+                    help="log-SNR values at the switch (default 6,4,2,0,-2; the thesis finds ~4 = 10%% of steps)")
+    sw.add_argument("--dae-steps", type=int, default=1000, metavar="K", help="training steps per DAE (default 1000)")
+    sw.add_argument("--batch-size", type=int, default=64, help="DAE batch size (default 64)")
+    sw.add_argument("--lr", type=float, default=5e-4, help="DAE AdamW learning rate (default 5e-4)")
+    sw.add_argument("--dae-channels", type=int, default=None, metavar="C",
+                    help="base channels of the DAE's UNet (default: the DDGM's UNet settings unchanged)")
+    sw.add_argument("--n", type=int, default=1000, help="generated and real images per FID (default 1000)")
+    sw.add_argument("--features", default="lenet",
+                    help="lenet (the data set's cached LeNet; gray 28×28/8×8), inception, or a TorchScript file")
+    sw.add_argument("--seed", type=int, default=0)
+    sw.add_argument("--no-progress", action="store_true")
+    sw.set_defaults(handler=switching_cmd)
+
+
+def switching_cmd(args) -> int:
+    import dataclasses
+
+    from genrep.experiments.switching import SwitchingSettings, parse_log_snrs, switching_analysis
+
+    log_snrs = parse_log_snrs(args.switch_log_snr)
+    settings = SwitchingSettings(dae_steps=args.dae_steps, batch_size=args.batch_size, lr=args.lr, n=args.n,
+                                 seed=args.seed)
+    if args.dae_channels is not None:
+        from genrep.errors import ConfigError
+        from genrep.experiments.train import load_run_config
+
+        cfg = load_run_config(args.run)
+        if cfg.model_name != "ddgm":
+            raise ConfigError(f"{args.run} trains {cfg.model_name!r}: the two-stage experiment needs a ddgm run")
+        settings.dae_unet = dataclasses.replace(cfg.model.unet, model_channels=args.dae_channels)
+    result = switching_analysis(args.run, args.out, dataset=args.dataset, log_snrs=log_snrs, features=args.features,
+                                settings=settings, progress=not args.no_progress)
+    print(f"{'log-SNR':>8} {'step':>6} {'% steps':>8} {'FID':>9}")
+    print(f"{'DDGM':>8} {'-':>6} {'-':>8} {result['ddgm_fid']:>9.3f}")
+    for row in result["rows"]:
+        print(f"{row['log_snr']:>8.2f} {row['t']:>6d} {100 * row['fraction_of_steps']:>8.1f} {row['fid']:>9.3f}")
+    return 0

@@ -125,7 +125,7 @@ def evaluate(real_spec: str, fake_source: str, *, metrics: list[str], features="
     result: dict[str, Any] = {"real": f"{name}:{split}", "fake": fake.source, "n": len(real), "seed": seed}
     kinds = _feature_kinds(metrics)
     if kinds:
-        extractor = _extractor(features, name, real.images[:2])
+        extractor = resolve_extractor(features, name, real.images[:2])
         result["features"] = extractor.name
         real_kinds = tuple(k for k in kinds if k != "logits")  # IS needs the generated images only
         f_real = extractor.features(real.images, progress=progress, kind=real_kinds) if real_kinds else {}
@@ -148,7 +148,7 @@ def _feature_kinds(metrics: list[str]) -> tuple[str, ...]:
     return tuple(kinds)
 
 
-def _extractor(features, dataset: str, probe: torch.Tensor):
+def resolve_extractor(features, dataset: str, probe: torch.Tensor):
     """`lenet` (trained on `dataset`), `inception`, a TorchScript file mapping [0, 1] images to
     N×D features (D read off a probe batch), or a FeatureExtractor passed as it is."""
     from genrep.metrics import FeatureExtractor, get_extractor, wrap_module
