@@ -31,7 +31,11 @@ def median_s(fn, repeats: int, warmup: int = 2) -> float:
 
 
 def main() -> None:
-    from diffusers import DDPMScheduler, UNet2DModel
+    try:
+        from diffusers import DDPMScheduler, UNet2DModel
+    except ImportError:
+        print("skipped: diffusers is not installed (benchmark-only dependency: pip install diffusers)")
+        return
 
     from genrep.diffusion import GaussianDiffusion, get_betas
     from genrep.diffusion.respace import SpacedDiffusion, space_timesteps
