@@ -37,7 +37,7 @@ def main() -> None:
         print("skipped: diffusers is not installed (benchmark-only dependency: pip install diffusers)")
         return
 
-    from genrep.diffusion import GaussianDiffusion, get_betas
+    from genrep.diffusion import get_betas
     from genrep.diffusion.respace import SpacedDiffusion, space_timesteps
     from genrep.models.unet import UNet, UNetConfig
 
