@@ -1,0 +1,406 @@
+"""Classifier baselines of Table 8.4.1 on the `ContinualLearner` contract, all built on `BaseClassifier`
+and `fit_classifier` (the base classifier and training settings of BinPlay, METHODS.md §4, so that the
+methods differ only in what they replay).
+
+- `FineTune`: keeps training one classifier on each new task only (lower bound).
+- `JointTraining`: stores every training sample seen and, at each task, retrains on all of them —
+  from a fresh initialisation by default (i.i.d. upper bound), or continuing (`from_scratch=False`).
+- `ExperienceReplay` (Chaudhry et al. 2019): a reservoir buffer (Vitter 1985, algorithm R) of
+  `buffer_size` samples (100 in Table 8.4.2); every batch of new data is joined by a random batch from
+  the buffer; the task's samples enter the buffer after the task, in stream order.
+- `GenerativeReplay` (Shin et al. 2017) with a VAE generator (van de Ven & Tolias 2018): during task t
+  (t previous tasks) the solver minimises r·L(new) + (1 − r)·L(replay), r = 1/(t+1), on samples of the
+  frozen previous generator labelled by the frozen previous solver (argmax over the classes seen so
+  far); then the generator is trained on new data mixed with its frozen copy's samples at the same
+  ratio. `distill=True` ("GR + distillation", van de Ven & Tolias 2019): replayed samples get the frozen
+  solver's softmax over the seen classes as soft targets (Hinton et al. 2015) instead of hard labels.
+
+Every task trains with a fresh Adam (no optimiser state carries over between tasks). Every learner is
+deterministic given `seed`: task k draws from its own seeded generator and global RNG stream, so
+training resumed from `state_dict()` after task k − 1 repeats an uninterrupted run. `memory_bytes()`
+counts what is kept between tasks: the classifier, plus the buffer / stored data / VAE (frozen copies
+exist only during a task).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import functools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from genrep.continual.classifier import LOSSES, BaseClassifier, fit_classifier, predict_logits
+from genrep.continual.learner import ContinualLearner, module_bytes
+from genrep.continual.scenario import Scenario, Task
+from genrep.errors import CheckpointError, ConfigError, DataError, InputError, TrainingDivergedError
+from genrep.models.vae import VAE, VAEConfig
+
+
+@dataclasses.dataclass
+class ClassifierSettings:
+    """Base-classifier training per task: BinPlay reference values (METHODS.md §4: Adam 2e-3, 15 epochs,
+    batch 120, MSE on softmax outputs); `width` scales the LeNet channels; `seed` fixes everything."""
+
+    epochs: int = 15
+    batch_size: int = 120
+    lr: float = 2e-3
+    loss: str = "mse-softmax"
+    width: int = 1
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
+        if self.epochs < 0 or self.batch_size < 2 or not self.lr > 0 or self.width < 1:
+            raise ConfigError(f"need epochs >= 0, batch_size >= 2, lr > 0 and width >= 1; got epochs={self.epochs}, "
+                              f"batch_size={self.batch_size}, lr={self.lr}, width={self.width}")
+
+
+@dataclasses.dataclass
+class JointSettings(ClassifierSettings):
+    """`from_scratch`: re-initialise the classifier before each retraining on all data seen so far."""
+
+    from_scratch: bool = True
+
+
+@dataclasses.dataclass
+class ERSettings(ClassifierSettings):
+    """`buffer_size`: reservoir capacity (100 memories, Table 8.4.2); `replay_batch_size`: buffer samples
+    joined to every batch (None: as many as the new batch has, as in Chaudhry et al. 2019)."""
+
+    buffer_size: int = 100
+    replay_batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.buffer_size < 1 or (self.replay_batch_size is not None and self.replay_batch_size < 1):
+            raise ConfigError(f"need buffer_size >= 1 and replay_batch_size >= 1; got {self.buffer_size}, "
+                              f"{self.replay_batch_size}")
+
+
+@dataclasses.dataclass
+class GRSettings(ClassifierSettings):
+    """Generator of van de Ven & Tolias (2018, 2019), whose code produced the GR / GR+distill rows of
+    Table 8.4.1: a symmetric MLP VAE with 2 hidden layers of 400 units and a 100-d latent, Bernoulli
+    likelihood, Adam 1e-3, 2000 iterations of batch 128 per task. `distill`: soft replay targets (the
+    frozen solver's softmax at temperature 1, matching BinPlay's soft targets; van de Ven uses T = 2)."""
+
+    distill: bool = False
+    latent_dim: int = 100
+    hidden: tuple[int, ...] = (400, 400)
+    gen_iters: int = 2000
+    gen_batch_size: int = 128
+    gen_lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.latent_dim < 1 or self.gen_iters < 0 or self.gen_batch_size < 1 or not self.gen_lr > 0:
+            raise ConfigError(f"need latent_dim >= 1, gen_iters >= 0, gen_batch_size >= 1 and gen_lr > 0; got "
+                              f"{self.latent_dim}, {self.gen_iters}, {self.gen_batch_size}, {self.gen_lr}")
+        self.hidden = tuple(int(h) for h in self.hidden)
+
+
+_INIT, _TASK, _RESERVOIR, _REINIT, _GENERATOR_INIT = 0, 1, 100_000, 200_000, 300_000  # random stream offsets
+
+
+def _stream_seed(seed: int, stream: int) -> int:
+    """Seed of random stream `stream` of a run (offsets above plus the task index)."""
+    return (seed * 1_000_003 + stream) % 2**63
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Run with the global CPU (and CUDA) RNG seeded to `seed`, restoring the caller's state after."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _index_stream(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless shuffled index batches over n rows (a new permutation every epoch)."""
+    while True:
+        yield from torch.randperm(n, generator=generator).split(batch_size)
+
+
+class ReservoirBuffer:
+    """Uniform sample of at most `capacity` items of a stream (Vitter 1985, algorithm R): the i-th item
+    (0-based) fills a free slot while i < capacity, else replaces slot j ~ U{0, …, i} when j < capacity,
+    so that every item seen so far is kept with probability capacity / seen."""
+
+    def __init__(self, capacity: int, image_shape: tuple[int, int, int]):
+        self.capacity = capacity
+        self.images = torch.zeros(capacity, *image_shape)
+        self.labels = torch.zeros(capacity, dtype=torch.int64)
+        self.seen = 0
+
+    def __len__(self) -> int:
+        return min(self.seen, self.capacity)
+
+    def add(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> None:
+        """Offer the rows of `images` / `labels` to the reservoir, in order."""
+        n = len(images)
+        position = torch.arange(self.seen, self.seen + n, dtype=torch.float64)
+        slot = (torch.rand(n, dtype=torch.float64, generator=generator) * (position + 1)).floor().long()
+        slot = torch.where(position < self.capacity, position.long(), slot)
+        writes = {}  # slot -> row of its last writer (a later item overwrites an earlier one)
+        for row in (slot < self.capacity).nonzero().flatten().tolist():
+            writes[int(slot[row])] = row
+        if writes:
+            slots, rows = torch.tensor(list(writes)), torch.tensor(list(writes.values()))
+            self.images[slots] = images[rows].to(self.images)
+            self.labels[slots] = labels[rows].to(self.labels)
+        self.seen += n
+
+    def nbytes(self) -> int:
+        """Bytes of the stored samples (images and labels)."""
+        return len(self) * (self.images[0].numel() * self.images.element_size() + self.labels.element_size())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"images": self.images.clone(), "labels": self.labels.clone(), "seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if tuple(state["images"].shape) != tuple(self.images.shape):
+            raise CheckpointError(f"reservoir buffer of shape {tuple(state['images'].shape)} does not match "
+                                  f"{tuple(self.images.shape)}; use the same buffer_size and scenario")
+        self.images, self.labels, self.seen = state["images"].clone(), state["labels"].clone(), int(state["seen"])
+
+
+class _ClassifierLearner(ContinualLearner):
+    """Shared plumbing: settings, the base classifier, seeded task streams, the task counter and the
+    classes seen so far. Construct with a settings object and/or keyword overrides."""
+
+    kind = "classifier"
+    Settings: type[ClassifierSettings] = ClassifierSettings
+    _state_keys: tuple[str, ...] = ("model", "tasks_seen", "seen_classes")
+
+    def __init__(self, settings: ClassifierSettings | None = None, **overrides: Any):
+        names = {field.name for field in dataclasses.fields(self.Settings)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ConfigError(f"{type(self).__name__}: unknown setting(s) {', '.join(unknown)}; valid: "
+                              f"{', '.join(sorted(names))}")
+        base = settings if settings is not None else self.Settings()
+        if not isinstance(base, self.Settings):
+            raise ConfigError(f"{type(self).__name__} needs {self.Settings.__name__}, got {type(base).__name__}")
+        self.settings = dataclasses.replace(base, **overrides)
+        self.model: BaseClassifier | None = None
+        self.tasks_seen = 0
+        self.seen_classes: list[int] = []
+
+    def setup(self, scenario: Scenario) -> None:
+        if scenario.num_classes is None:
+            raise DataError(f"{type(self).__name__} needs a labelled scenario; {scenario.name!r} has no classes")
+        self.scenario = scenario
+        self.model = self._new_classifier()
+
+    def _new_classifier(self, stream: int = _INIT) -> BaseClassifier:
+        with _seeded(_stream_seed(self.settings.seed, stream)):
+            model = BaseClassifier(self.scenario.image_shape, self.scenario.num_classes, width=self.settings.width)
+        return model.to(self.settings.device)
+
+    def _check(self, task: Task | None = None) -> None:
+        if self.model is None:
+            raise ConfigError(f"{type(self).__name__}: call setup(scenario) before training or predicting")
+        if task is not None and task.train.labels is None:
+            raise DataError(f"{type(self).__name__}: task {task.index} has no training labels")
+
+    def _fit(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, **replay: Any) -> None:
+        s = self.settings
+        fit_classifier(self.model, images, labels, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, loss=s.loss,
+                       generator=generator, progress=s.progress, **replay)
+
+    def learn(self, task: Task) -> None:
+        self._check(task)
+        seed = _stream_seed(self.settings.seed, _TASK + task.index)
+        with _seeded(seed):
+            self._learn(task, torch.Generator().manual_seed(seed))
+        self.tasks_seen += 1
+        classes = task.classes or tuple(task.train.labels.unique().tolist())
+        self.seen_classes = sorted(set(self.seen_classes) | {int(c) for c in classes})
+
+    def _learn(self, task: Task, generator: torch.Generator) -> None:
+        """Train on `task` (global RNG already seeded, `generator` for shuffling and replay draws)."""
+        self._fit(task.train.images, task.train.labels, generator)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        self._check()
+        return predict_logits(self.model, x)
+
+    def state_dict(self) -> dict[str, Any]:
+        self._check()
+        return {"model": copy.deepcopy(self.model.state_dict()), "tasks_seen": self.tasks_seen,
+                "seen_classes": list(self.seen_classes)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._check()
+        missing = sorted(set(self._state_keys) - set(state))
+        if missing:
+            raise CheckpointError(f"{type(self).__name__} state lacks {', '.join(missing)}; was it saved by "
+                                  f"another learner?")
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as error:
+            raise CheckpointError(f"{type(self).__name__}: the saved classifier does not match this scenario/width "
+                                  f"({str(error).splitlines()[0]})") from None
+        self.tasks_seen, self.seen_classes = int(state["tasks_seen"]), [int(c) for c in state["seen_classes"]]
+
+    def memory_bytes(self) -> int:
+        self._check()
+        return module_bytes(self.model)
+
+
+class FineTune(_ClassifierLearner):
+    """Lower bound: the classifier keeps training on each new task's data only."""
+
+
+class JointTraining(_ClassifierLearner):
+    """Upper bound: keeps all training data seen and retrains on it at every task (see JointSettings)."""
+
+    Settings = JointSettings
+    _state_keys = (*_ClassifierLearner._state_keys, "images", "labels")
+
+    def setup(self, scenario: Scenario) -> None:
+        super().setup(scenario)
+        self.images = torch.empty(0, *scenario.image_shape)
+        self.labels = torch.empty(0, dtype=torch.int64)
+
+    def _learn(self, task: Task, generator: torch.Generator) -> None:
+        self.images = torch.cat([self.images, task.train.images.to(self.images)])
+        self.labels = torch.cat([self.labels, task.train.labels.to(self.labels)])
+        if self.settings.from_scratch:
+            self.model = self._new_classifier(_REINIT + task.index)
+        self._fit(self.images, self.labels, generator)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "images": self.images.clone(), "labels": self.labels.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.images, self.labels = state["images"].clone(), state["labels"].clone()
+
+    def memory_bytes(self) -> int:
+        return super().memory_bytes() + self.images.numel() * self.images.element_size() + \
+            self.labels.numel() * self.labels.element_size()
+
+
+class ExperienceReplay(_ClassifierLearner):
+    """Experience replay with a reservoir buffer (see ERSettings and `ReservoirBuffer`)."""
+
+    Settings = ERSettings
+    _state_keys = (*_ClassifierLearner._state_keys, "buffer")
+
+    def setup(self, scenario: Scenario) -> None:
+        super().setup(scenario)
+        self.buffer = ReservoirBuffer(self.settings.buffer_size, scenario.image_shape)
+
+    def _learn(self, task: Task, generator: torch.Generator) -> None:
+        def replay(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            rows = torch.randperm(len(self.buffer), generator=generator)[:self.settings.replay_batch_size or n]
+            return self.buffer.images[rows], self.buffer.labels[rows]
+
+        self._fit(task.train.images, task.train.labels, generator, replay=replay if len(self.buffer) else None,
+                  replay_ratio=None)
+
+    def end_task(self, task: Task) -> None:
+        self._check(task)
+        order = torch.argsort(task.global_index) if task.global_index is not None else slice(None)
+        generator = torch.Generator().manual_seed(_stream_seed(self.settings.seed, _RESERVOIR + task.index))
+        self.buffer.add(task.train.images[order], task.train.labels[order], generator)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.buffer.load_state_dict(state["buffer"])
+
+    def memory_bytes(self) -> int:
+        return super().memory_bytes() + self.buffer.nbytes()
+
+
+class GenerativeReplay(_ClassifierLearner):
+    """Deep generative replay (Shin et al. 2017) with a VAE; GR + distillation for `distill=True`."""
+
+    Settings = GRSettings
+    _state_keys = (*_ClassifierLearner._state_keys, "vae")
+
+    def setup(self, scenario: Scenario) -> None:
+        super().setup(scenario)
+        s = self.settings
+        config = VAEConfig(arch="mlp", latent_dim=s.latent_dim, hidden=list(s.hidden))
+        with _seeded(_stream_seed(s.seed, _GENERATOR_INIT)):
+            self.vae = VAE(config, image_shape=scenario.image_shape, value_range=scenario.value_range).to(s.device)
+
+    def _learn(self, task: Task, generator: torch.Generator) -> None:
+        previous = self.tasks_seen
+        old_vae = copy.deepcopy(self.vae).eval() if previous else None
+        old_solver = copy.deepcopy(self.model) if previous else None
+
+        def replay(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            x = old_vae.sample(n)
+            return x, self.replay_targets(old_solver, x)
+
+        self._fit(task.train.images, task.train.labels, generator, replay=replay if previous else None,
+                  replay_ratio=previous / (previous + 1))
+        self._train_generator(task.train.images, old_vae, previous, generator)
+
+    def replay_targets(self, solver: BaseClassifier, x: torch.Tensor) -> torch.Tensor:
+        """Targets of replayed images from a frozen `solver`, restricted to the classes seen so far: the
+        argmax label (GR), or the softmax over those classes (GR + distillation)."""
+        mask = torch.full((self.scenario.num_classes,), -math.inf, device=x.device)
+        mask[self.seen_classes] = 0.0
+        logits = predict_logits(solver, x) + mask
+        return logits.softmax(1) if self.settings.distill else logits.argmax(1)
+
+    def _train_generator(self, images: torch.Tensor, old_vae: VAE | None, previous: int,
+                         generator: torch.Generator) -> None:
+        """Minimise r·L_VAE(new) + (1 − r)·L_VAE(samples of the frozen VAE), r = 1/(previous + 1)."""
+        s = self.settings
+        optimizer = torch.optim.Adam(self.vae.parameters(), lr=s.gen_lr)
+        self.vae.train()
+        batches = _index_stream(len(images), s.gen_batch_size, generator)
+        for step in range(s.gen_iters):
+            index = next(batches)
+            loss = self.vae({"x": images[index].to(s.device)}).loss
+            if old_vae is not None:
+                loss = (loss + previous * self.vae({"x": old_vae.sample(len(index))}).loss) / (previous + 1)
+            if not math.isfinite(loss.item()):
+                raise TrainingDivergedError(f"GR generator loss became {loss.item()} at step {step}; lower gen_lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        self.vae.eval()
+
+    def sample(self, n: int, task: int | None = None) -> torch.Tensor:
+        """n images from the current generator (unconditional: `task` must be None)."""
+        self._check()
+        if task is not None:
+            raise InputError("GenerativeReplay's VAE is unconditional: call sample(n) without a task")
+        return self.vae.sample(n)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "vae": copy.deepcopy(self.vae.state_dict())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.vae.load_state_dict(state["vae"])
+
+    def memory_bytes(self) -> int:
+        return super().memory_bytes() + module_bytes(self.vae)
+
+
+BASELINES = {
+    "finetune": FineTune,
+    "joint": JointTraining,
+    "er": ExperienceReplay,
+    "gr": GenerativeReplay,
+    "gr-distill": functools.partial(GenerativeReplay, distill=True),
+}

@@ -1,0 +1,165 @@
+import pytest
+import scipy.stats
+import torch
+
+from genrep.continual.baselines import BASELINES, ERSettings, ExperienceReplay, FineTune, JointTraining, ReservoirBuffer
+from genrep.continual.learner import module_bytes
+from genrep.continual.scenario import Scenario, Task
+from genrep.data import load_dataset
+from genrep.data.dataset import ImageDataset
+from genrep.errors import CheckpointError, ConfigError, InputError
+
+TINY = {"epochs": 6, "batch_size": 32}
+TINY_GR = {**TINY, "gen_iters": 250, "gen_batch_size": 32, "latent_dim": 8, "hidden": (64,)}
+SETTINGS = {"finetune": TINY, "joint": TINY, "er": {**TINY, "buffer_size": 20}, "gr": TINY_GR, "gr-distill": TINY_GR}
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    """Two class-incremental tasks of the 8×8 digits: {0, 1} then {2, 3}."""
+    train, test = load_dataset("digits"), load_dataset("digits", "test")
+    tasks, offset = [], 0
+    for index, classes in enumerate([(0, 1), (2, 3)]):
+        keep, keep_test = (torch.isin(split.labels, torch.tensor(classes)) for split in (train, test))
+        view = ImageDataset(train.images[keep], train.labels[keep])
+        test_view = ImageDataset(test.images[keep_test], test.labels[keep_test])
+        tasks.append(Task(index, f"digits {classes}", view, test_view, classes=classes,
+                          global_index=torch.arange(offset, offset + len(view))))
+        offset += len(view)
+    return Scenario("toy-split-digits", tuple(tasks), (1, 8, 8), num_classes=4)
+
+
+def run(learner, scenario, tasks):
+    for task in tasks:
+        learner.begin_task(task)
+        learner.learn(task)
+        learner.end_task(task)
+    return learner
+
+
+def accuracy(learner, task):
+    return (learner.predict(task.test.images).argmax(1) == task.test.labels).float().mean().item()
+
+
+@pytest.fixture(scope="module")
+def trained(scenario):
+    """Every baseline after both tasks (tiny settings), and its state after task 0."""
+    learners, after_first = {}, {}
+    for name, make in BASELINES.items():
+        learner = make(**SETTINGS[name])
+        learner.setup(scenario)
+        run(learner, scenario, scenario.tasks[:1])
+        after_first[name] = learner.state_dict()
+        learners[name] = run(learner, scenario, scenario.tasks[1:])
+    return learners, after_first
+
+
+def restored(name, scenario, state):
+    learner = BASELINES[name](**SETTINGS[name])
+    learner.setup(scenario)
+    learner.load_state_dict(state)
+    return learner
+
+
+def test_reservoir_respects_capacity_and_keeps_a_uniform_sample():
+    n, capacity, runs = 500, 50, 800
+    g = torch.Generator().manual_seed(0)
+    ids = torch.arange(n)
+    images = ids.float().reshape(n, 1, 1, 1)
+    kept = torch.zeros(n)
+    for _ in range(runs):
+        buffer = ReservoirBuffer(capacity, (1, 1, 1))
+        buffer.add(images[:30], ids[:30], g)
+        assert len(buffer) == 30 and torch.equal(buffer.labels[:30], ids[:30])  # fills free slots in order
+        for chunk in range(30, n, 94):
+            buffer.add(images[chunk:chunk + 94], ids[chunk:chunk + 94], g)
+        assert len(buffer) == capacity and buffer.seen == n
+        assert torch.equal(buffer.images.flatten().long(), buffer.labels) and len(buffer.labels.unique()) == capacity
+        kept[buffer.labels] += 1
+    frequency = kept / runs  # every item kept with probability capacity / n = 0.1
+    assert frequency.min() > 0.05 and frequency.max() < 0.15
+    per_decile = kept.reshape(10, -1).sum(1)
+    assert scipy.stats.chisquare(per_decile).pvalue > 1e-3
+
+
+def test_reservoir_state_round_trip_and_shape_check():
+    buffer = ReservoirBuffer(4, (1, 2, 2))
+    buffer.add(torch.rand(6, 1, 2, 2), torch.arange(6), torch.Generator().manual_seed(0))
+    copy = ReservoirBuffer(4, (1, 2, 2))
+    copy.load_state_dict(buffer.state_dict())
+    assert copy.seen == 6 and torch.equal(copy.images, buffer.images) and torch.equal(copy.labels, buffer.labels)
+    assert buffer.nbytes() == 4 * (4 * 4 + 8)
+    with pytest.raises(CheckpointError, match="buffer_size"):
+        ReservoirBuffer(3, (1, 2, 2)).load_state_dict(buffer.state_dict())
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_each_baseline_runs_and_resumes_exactly(name, scenario, trained):
+    learner, after_first = trained[0][name], trained[1][name]
+    x = scenario[1].test.images
+    logits = learner.predict(x)
+    assert logits.shape == (len(x), 4) and torch.isfinite(logits).all()
+    assert learner.tasks_seen == 2 and learner.seen_classes == [0, 1, 2, 3]
+    assert learner.memory_bytes() >= module_bytes(learner.model)
+
+    assert torch.equal(restored(name, scenario, learner.state_dict()).predict(x), logits)
+    resumed = run(restored(name, scenario, after_first), scenario, scenario.tasks[1:])
+    assert torch.equal(resumed.predict(x), logits)  # resuming after task 0 repeats the uninterrupted run
+
+
+def test_replay_and_joint_training_remember_the_old_task(scenario, trained):
+    learners = trained[0]
+    old = {name: accuracy(learner, scenario[0]) for name, learner in learners.items()}
+    assert old["finetune"] < 0.2  # class-incremental fine-tuning forgets {0, 1} entirely
+    assert old["joint"] > 0.95 and old["er"] > 0.8
+    assert old["gr"] > 0.6 and old["gr-distill"] > 0.6
+    assert all(accuracy(learner, scenario[1]) > 0.85 for learner in learners.values())
+
+
+def test_memory_counts_stored_data(scenario, trained):
+    trained = trained[0]
+    model = module_bytes(trained["finetune"].model)
+    assert trained["finetune"].memory_bytes() == model
+    assert trained["er"].memory_bytes() == model + 20 * (64 * 4 + 8)
+    seen = sum(len(task.train) for task in scenario)
+    assert trained["joint"].memory_bytes() == model + seen * (64 * 4 + 8)
+    assert trained["gr"].memory_bytes() == model + module_bytes(trained["gr"].vae)
+
+
+def test_generative_replay_targets_and_samples(scenario, trained):
+    for name in ("gr", "gr-distill"):
+        learner, distill = restored(name, scenario, trained[1][name]), name == "gr-distill"
+        assert learner.seen_classes == [0, 1]
+        x = learner.sample(50)
+        assert x.shape == (50, 1, 8, 8) and x.min() >= 0 and x.max() <= 1
+        targets = learner.replay_targets(learner.model, x)
+        if distill:
+            assert targets.shape == (50, 4) and torch.allclose(targets.sum(1), torch.ones(50))
+            assert (targets[:, 2:] == 0).all()
+        else:
+            assert targets.shape == (50,) and set(targets.tolist()) <= {0, 1}
+    with pytest.raises(InputError, match="unconditional"):
+        learner.sample(4, task=0)
+
+
+def test_loading_a_foreign_state_fails_clearly(scenario, trained):
+    with pytest.raises(CheckpointError, match="lacks buffer"):
+        restored("er", scenario, trained[1]["finetune"])
+    wide = FineTune(width=2)
+    wide.setup(scenario)
+    with pytest.raises(CheckpointError, match="does not match"):
+        wide.load_state_dict(trained[1]["finetune"])
+
+
+def test_settings_are_checked():
+    assert BASELINES["gr-distill"]().settings.distill and not BASELINES["gr"]().settings.distill
+    assert ExperienceReplay(ERSettings(buffer_size=7), epochs=1).settings.buffer_size == 7
+    assert JointTraining().settings.from_scratch
+    with pytest.raises(ConfigError, match="unknown setting"):
+        FineTune(buffer_size=3)
+    with pytest.raises(ConfigError, match="loss must be one of"):
+        FineTune(loss="hinge")
+    with pytest.raises(ConfigError, match="buffer_size >= 1"):
+        ExperienceReplay(buffer_size=0)
+    with pytest.raises(ConfigError, match="setup"):
+        FineTune().predict(torch.rand(1, 1, 8, 8))
