@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     from genrep.cli import simulate_cmd
     from genrep.cli import analyze_cmd
     from genrep.cli import reproduce_cmd
+    from genrep.cli import continual_cmd
 
     parser = argparse.ArgumentParser(
         prog="genrep",
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cmd.register(commands)
     simulate_cmd.register(commands)
     analyze_cmd.register(commands)
+    continual_cmd.register(commands)
     return parser
 
 

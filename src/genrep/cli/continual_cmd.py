@@ -1,0 +1,44 @@
+"""`genrep continual METHOD --scenario NAME --scale S --seeds N`: run a continual learner."""
+
+from __future__ import annotations
+
+
+def register(commands) -> None:
+    from genrep.experiments.continual import METHODS, SCALES
+
+    p = commands.add_parser(
+        "continual", help="run a continual-learning method on a scenario (task × time matrix)",
+        description="Train METHOD on the tasks of a scenario in order, evaluate every task after every task, and "
+                    "write per seed OUT/seedS/{results.json, heatmap.png, curves.png, checkpoint.pt} and "
+                    "OUT/summary.json (average accuracy after the last task, mean ± SEM over seeds).")
+    p.add_argument("method", choices=METHODS, help="binplay (thesis ch. 8), gr (generative replay with a VAE), "
+                   "gr-distill, er (experience replay, reservoir buffer), finetune (lower bound), joint (upper bound)")
+    p.add_argument("--scenario", default="split-mnist",
+                   help="split-mnist (default), split-fashion-mnist, split-cifar10, split-digits (offline, 8×8), "
+                        "dirichlet-mnist, dirichlet-fashion-mnist, calorimeter-energy, mnist-fashion-mnist")
+    p.add_argument("--scale", default="smoke", choices=SCALES,
+                   help="smoke (300 images per task, seconds), cpu (full data, 2 cores), paper (published settings)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
+    p.add_argument("--out", default=None, help="folder (default runs/continual/METHOD-SCENARIO-SCALE)")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                   help="override a learner setting, e.g. --set epochs=5 --set buffer_size=500 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run after its last finished task")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=continual_cmd)
+
+
+def continual_cmd(args) -> int:
+    from genrep.experiments.continual import describe, parse_overrides, run_method
+
+    out = args.out or f"runs/continual/{args.method}-{args.scenario}-{args.scale}"
+    summary = run_method(args.method, args.scenario, scale=args.scale, seeds=args.seeds, out=out,
+                         overrides=parse_overrides(args.overrides), resume=args.resume, overwrite=args.overwrite,
+                         progress=not args.no_progress)
+    print(describe(summary))
+    for row in summary["per_seed"]:
+        final = " ".join(f"{100 * v:.1f}" for v in row["final_row"])
+        print(f"  seed {row['seed']}: {100 * row['average_accuracy']:.1f} % (per task after the last: {final}), "
+              f"{row['wall_time_s']:.0f} s")
+    print(f"results: {out}/summary.json and {out}/seed*/")
+    return 0

@@ -1,0 +1,424 @@
+"""BinPlay (thesis ch.8, Fig. 8.3.2): a binary latent autoencoder stores past training samples as the
+decoder's images of index codes c(i) (Eq. 8.1); a base classifier rehearses them.
+
+For task t with n new samples (allocated the chronological indices `Task.global_index`):
+1. Autoencoder (§8.3.4): encoder + a copy of the current decoder, `ae_epochs` epochs (Adam `ae_lr`,
+   batch `ae_batch_size`) of  ‖σ(dec(z)) − x‖² / B + w·Σ_i ‖z_i − c_a(i)‖²  (the assignment term of
+   Alg. 2, w = `assignment_weight`, summed over the batch as in the reference) from epoch
+   `warmup_epochs` on; a(i) is the greedy nearest unassigned code of the task, one pass per epoch over
+   the shuffled samples.
+2. Mapping freeze: one deterministic pass (eval mode, data order) of Alg. 2 fixes sample → code.
+3. Decoder (§8.3.1, Shin et al. 2017): task 0 keeps training the autoencoder's decoder on ⟨c(i), x_i⟩
+   (Adam `first_decoder_lr`); task t > 0 trains a fresh decoder (Adam `decoder_lr`) on batches whose
+   entries come from every task seen so far with equal probability: ⟨c(i), x_i⟩ for the new task and
+   ⟨c(i), σ(dec_frozen(c(i)))⟩ for a uniformly drawn old index i. `decoder_epochs` epochs of n / B
+   steps, learning rate × `decoder_lr_decay` per epoch; loss ‖σ(dec(c)) − target‖² / B.
+4. Base classifier (§8.3.4, Table 8.3.1): trained on the new samples — passed through the autoencoder,
+   i.e. σ(dec(c_a(i))), when `process_new_through_ae` — with their labels, each batch joined by as
+   many regenerated samples of every past task (drawn from a pool of `replay_per_task` per task,
+   default n), weighted like the new ones (replay_ratio t/(t+1)); their targets are the softmax of a
+   frozen copy of the classifier (`soft_targets`, Hinton et al. 2015) or, for the ablation's reference
+   configuration, the labels the samples had when they were encoded (then stored per index).
+
+Only the decoder and the per-task index ranges are kept for replay (`memory_bytes`, Table 8.4.2); the
+encoder is kept too, as the next task's initialisation (as in the reference), but not counted.
+Reference code facts used here: `vae_experiments/training_functions.py` and `main.py` of the BinPlay
+authors (20 autoencoder epochs, assignment weight 10 after 3 warm-up epochs, 200 decoder epochs with
+lr 5e-3 on task 0 and 1e-3 afterwards, ExponentialLR 0.99, task-balanced decoder replay, batch 50).
+Deviations: the reference shuffles a new batch of B with B regenerated samples per past task and takes
+t + 1 Adam steps on chunks of B; here one step sees the new batch and its replay together
+(`fit_classifier`'s replay hook), drawn from a pool regenerated once per task. The reference labels the
+past samples consistently only in its "generated" mode (new samples regenerated from their codes, i.e.
+`process_new_through_ae`); in its other modes an indexing slip gives the last past task's samples the
+current batch's labels; here every past sample gets the frozen classifier's softmax. The autoencoder's
+decoder sees sign(z) (straight-through) rather than z unless `straight_through=False`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from genrep.continual.binplay.assignment import greedy_assign
+from genrep.continual.binplay.autoencoder import BinaryAutoencoder, BinaryDecoder, BinaryEncoder
+from genrep.continual.classifier import LOSSES, BaseClassifier, fit_classifier, predict_logits
+from genrep.continual.codes import binary_codes
+from genrep.continual.learner import ContinualLearner, module_bytes
+from genrep.continual.scenario import Scenario, Task
+from genrep.errors import CheckpointError, ConfigError, DataError, InputError, TrainingDivergedError
+
+_INIT, _TASK, _DECODER, _SAMPLE = 0, 1_000, 2_000, 3_000  # random stream offsets (plus the task index)
+_STATE_KEYS = ("encoder", "decoder", "classifier", "runs", "labels", "sample_generator")
+
+
+@dataclasses.dataclass
+class BinPlaySettings:
+    """Defaults are the paper / reference values for MNIST-sized data (CIFAR-10: n_bits=1000)."""
+
+    n_bits: int = 200
+    task_bits: int = 10
+    width: int = 32
+    straight_through: bool = True
+    ae_epochs: int = 20
+    warmup_epochs: int = 3
+    assignment_weight: float = 10.0
+    ae_lr: float = 1e-3
+    ae_batch_size: int = 50
+    decoder_epochs: int = 200
+    first_decoder_lr: float = 5e-3
+    decoder_lr: float = 1e-3
+    decoder_lr_decay: float = 0.99
+    decoder_batch_size: int = 50
+    classifier_width: int = 1
+    classifier_epochs: int = 15
+    classifier_lr: float = 2e-3
+    classifier_batch_size: int = 120
+    classifier_loss: str = "mse-softmax"
+    process_new_through_ae: bool = True
+    soft_targets: bool = True
+    replay_per_task: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.classifier_loss not in LOSSES:
+            raise ConfigError(f"classifier_loss must be one of {', '.join(LOSSES)}; got {self.classifier_loss!r}")
+        bad = [name for name in ("task_bits", "width", "classifier_width") if getattr(self, name) < 1]
+        bad += [name for name in ("ae_batch_size", "decoder_batch_size", "classifier_batch_size")
+                if getattr(self, name) < 2]
+        bad += [name for name in ("ae_epochs", "warmup_epochs", "decoder_epochs", "classifier_epochs")
+                if getattr(self, name) < 0]
+        bad += [name for name in ("ae_lr", "first_decoder_lr", "decoder_lr", "classifier_lr", "decoder_lr_decay")
+                if not getattr(self, name) > 0]
+        if self.assignment_weight < 0 or self.warmup_epochs > self.ae_epochs:
+            bad.append("assignment_weight/warmup_epochs")
+        if self.replay_per_task is not None and self.replay_per_task < 1:
+            bad.append("replay_per_task")
+        if bad:
+            raise ConfigError(f"BinPlaySettings: invalid {', '.join(bad)} (need widths >= 1, batch sizes >= 2, epochs "
+                              f">= 0, warmup_epochs <= ae_epochs, rates > 0, replay_per_task >= 1 or None)")
+
+
+def _stream_seed(seed: int, stream: int) -> int:
+    return (seed * 1_000_003 + stream) % 2**63
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Global CPU (and CUDA) RNG seeded to `seed` inside, the caller's state restored after."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Shuffled index batches; a trailing batch of one sample joins the previous one (batch norm)."""
+    chunks = list(torch.randperm(n, generator=generator).split(batch_size))
+    if len(chunks) > 1 and len(chunks[-1]) == 1:
+        chunks[-2:] = [torch.cat(chunks[-2:])]
+    return chunks
+
+
+def index_runs(indices: torch.Tensor) -> torch.Tensor:
+    """Sorted distinct int64 indices → their maximal runs of consecutive values, int64 R×2 [start, stop)."""
+    if len(indices) == 0:
+        return torch.empty(0, 2, dtype=torch.int64)
+    breaks = (indices[1:] != indices[:-1] + 1).nonzero().flatten() + 1
+    starts = torch.cat([indices[:1], indices[breaks]])
+    stops = torch.cat([indices[breaks - 1] + 1, indices[-1:] + 1])
+    return torch.stack([starts, stops], 1)
+
+
+def run_positions(runs: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """The index at each position (0 … total−1) of the concatenated runs (R×2 [start, stop))."""
+    ends = (runs[:, 1] - runs[:, 0]).cumsum(0)
+    which = torch.searchsorted(ends, positions, right=True)
+    return runs[which, 0] + positions - (ends[which] - (runs[which, 1] - runs[which, 0]))
+
+
+class BinPlay(ContinualLearner):
+    """BinPlay on the `ContinualLearner` contract (see the module docstring). `predict` gives the base
+    classifier's logits; `sample(n, task)` regenerates stored samples of a task (of all tasks for None)."""
+
+    kind = "classifier"
+
+    def __init__(self, settings: BinPlaySettings | None = None, **overrides: Any):
+        names = {field.name for field in dataclasses.fields(BinPlaySettings)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ConfigError(f"BinPlay: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        if settings is not None and not isinstance(settings, BinPlaySettings):
+            raise ConfigError(f"BinPlay needs BinPlaySettings, got {type(settings).__name__}")
+        self.settings = dataclasses.replace(settings or BinPlaySettings(), **overrides)
+        self.scenario: Scenario | None = None
+        self.runs: list[torch.Tensor] = []  # per learned task: its allocated indices as R×2 runs
+        self.labels: list[torch.Tensor] = []  # per learned task, only without soft targets: label per index
+        self.assigned_index: torch.Tensor | None = None  # last task: global index of every training row's code
+
+    # -- set-up, state -------------------------------------------------------------------------------
+    def setup(self, scenario: Scenario) -> None:
+        if scenario.num_classes is None:
+            raise DataError(f"BinPlay needs a labelled scenario; {scenario.name!r} has no classes")
+        s = self.settings
+        self.scenario = scenario
+        with _seeded(_stream_seed(s.seed, _INIT)):
+            self.encoder = BinaryEncoder(scenario.image_shape, s.n_bits, width=s.width).to(s.device)
+            self.decoder = self._new_decoder()
+            self.classifier = BaseClassifier(scenario.image_shape, scenario.num_classes,
+                                             width=s.classifier_width).to(s.device)
+        self.runs, self.labels, self.assigned_index = [], [], None
+        self.sample_generator = torch.Generator().manual_seed(_stream_seed(s.seed, _SAMPLE))
+
+    def _new_decoder(self) -> BinaryDecoder:
+        s = self.settings
+        return BinaryDecoder(self.scenario.image_shape, s.n_bits, width=s.width, task_bits=s.task_bits).to(s.device)
+
+    def _check(self) -> None:
+        if self.scenario is None:
+            raise ConfigError("BinPlay: call setup(scenario) before training, predicting or sampling")
+
+    def state_dict(self) -> dict[str, Any]:
+        self._check()
+        networks = {name: copy.deepcopy(getattr(self, name).state_dict()) for name in _STATE_KEYS[:3]}
+        return {**networks, "runs": [r.clone() for r in self.runs], "labels": [y.clone() for y in self.labels],
+                "sample_generator": self.sample_generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._check()
+        missing = [key for key in _STATE_KEYS if key not in state]
+        if missing:
+            raise CheckpointError(f"BinPlay state lacks {', '.join(missing)}; was it saved by another learner?")
+        try:
+            for name in _STATE_KEYS[:3]:
+                getattr(self, name).load_state_dict(state[name])
+        except RuntimeError as error:
+            raise CheckpointError(f"BinPlay state does not match the networks of these settings "
+                                  f"({str(error).splitlines()[0]}); use the same n_bits, width and scenario") from None
+        self.runs, self.labels = [r.clone() for r in state["runs"]], [y.clone() for y in state["labels"]]
+        self.sample_generator.set_state(state["sample_generator"])
+        self.assigned_index = None
+
+    def memory_bytes(self) -> int:
+        """Decoder parameters and buffers + 16 bytes per index run (+ stored labels without soft targets)."""
+        self._check()
+        stored = sum(r.numel() * r.element_size() for r in self.runs + self.labels)
+        return module_bytes(self.decoder) + stored
+
+    def storage_mb(self) -> float:
+        """`memory_bytes()` in MiB, the unit of Table 8.4.2 (its 4.6 MB is this decoder for MNIST)."""
+        return self.memory_bytes() / 2**20
+
+    # -- images ↔ [0, 1] ------------------------------------------------------------------------------
+    def _to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        low, high = self.scenario.value_range
+        return (x - low) / (high - low)
+
+    def _from_unit(self, x: torch.Tensor) -> torch.Tensor:
+        low, high = self.scenario.value_range
+        return x * (high - low) + low
+
+    @torch.no_grad()
+    def _decode_unit(self, decoder: BinaryDecoder, indices: torch.Tensor, tasks, batch_size: int = 500):
+        """σ(decoder(c(i), task)) in [0, 1] for int64 indices (N,), eval mode, on the settings' device."""
+        was_training = decoder.training
+        decoder.eval()
+        tasks = torch.as_tensor(tasks).expand(len(indices))
+        out = [torch.sigmoid(decoder(binary_codes(chunk, self.settings.n_bits).to(self.settings.device),
+                                     task_chunk.to(self.settings.device)))
+               for chunk, task_chunk in zip(indices.split(batch_size), tasks.split(batch_size))]
+        decoder.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, *self.scenario.image_shape, device=self.settings.device)
+
+    def decode(self, indices, task) -> torch.Tensor:
+        """Regenerate the samples stored at global indices (N,) of `task` (an int or (N,) ints), in the
+        scenario's value range, N×C×H×W on the settings' device."""
+        self._check()
+        return self._from_unit(self._decode_unit(self.decoder, torch.as_tensor(indices, dtype=torch.int64), task))
+
+    def _draw(self, task: int, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n indices drawn uniformly (with replacement) from the allocated indices of learned `task`."""
+        runs = self.runs[task]
+        total = int((runs[:, 1] - runs[:, 0]).sum())
+        return run_positions(runs, torch.randint(total, (n,), generator=generator))
+
+    def sample(self, n: int, task: int | None = None) -> torch.Tensor:
+        """n stored samples regenerated from uniformly drawn allocated indices of `task` (None: of all learned
+        tasks, each index equally likely), in the scenario's value range."""
+        self._check()
+        if not self.runs or (task is not None and not 0 <= task < len(self.runs)):
+            raise InputError(f"BinPlay.sample: task must be one of the {len(self.runs)} learned tasks or None, "
+                             f"got {task!r}")
+        if task is None:
+            sizes = torch.tensor([float((r[:, 1] - r[:, 0]).sum()) for r in self.runs])
+            owners = torch.multinomial(sizes, n, replacement=True, generator=self.sample_generator)
+        else:
+            owners = torch.full((n,), task, dtype=torch.int64)
+        indices = torch.empty(n, dtype=torch.int64)
+        for owner in owners.unique().tolist():
+            rows = (owners == owner).nonzero().flatten()
+            indices[rows] = self._draw(owner, len(rows), self.sample_generator)
+        return self.decode(indices, owners)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        self._check()
+        return predict_logits(self.classifier, x)
+
+    # -- training -------------------------------------------------------------------------------------
+    def learn(self, task: Task) -> None:
+        self._check()
+        if task.index != len(self.runs):
+            raise InputError(f"BinPlay learns tasks in order: expected task {len(self.runs)}, got {task.index}")
+        if task.train.labels is None or len(task.train) < 2:
+            raise DataError(f"BinPlay: task {task.index} needs at least 2 labelled training samples")
+        pool = self._allocate(task)
+        seed = _stream_seed(self.settings.seed, _TASK + task.index)
+        with _seeded(seed):
+            generator = torch.Generator().manual_seed(seed)
+            x = self._to_unit(task.train.images).to(self.settings.device)
+            codes = binary_codes(pool, self.settings.n_bits).to(self.settings.device)
+            assigned = self._fit_autoencoder(x, codes, task.index, generator)  # code position per row (CPU)
+            self.decoder = self._fit_decoder(x, codes[assigned.to(codes.device)], task.index, generator)
+            self.assigned_index = pool[assigned]
+            self._fit_classifier(task, self.assigned_index, generator)
+        self.runs.append(index_runs(pool))
+        if not self.settings.soft_targets:
+            self.labels.append(task.train.labels[assigned.argsort()].to(torch.int16))
+
+    def _allocate(self, task: Task) -> torch.Tensor:
+        """The task's indices, sorted (chronological `global_index`, else the next free ones)."""
+        n = len(task.train)
+        last = int(self.runs[-1][-1, 1]) if self.runs else 0
+        if task.global_index is None:
+            return torch.arange(last, last + n)
+        pool = task.global_index.to(torch.int64).sort().values
+        if (len(pool) > 1 and bool((pool[1:] == pool[:-1]).any())) or int(pool[0]) < last:
+            raise DataError(f"BinPlay: task {task.index} global_index must hold distinct indices >= {last} (after "
+                            f"those of earlier tasks), got [{int(pool[0])}, {int(pool[-1])}] with repeats or overlap")
+        return pool
+
+    def _fit_autoencoder(self, x: torch.Tensor, codes: torch.Tensor, t: int, generator: torch.Generator):
+        """Steps 1–2 of the module docstring; returns the frozen code position (into `codes`) per sample."""
+        s = self.settings
+        decoder = self.decoder if t == 0 else copy.deepcopy(self.decoder)
+        autoencoder = BinaryAutoencoder(self.encoder, decoder, straight_through=s.straight_through).train()
+        optimizer = torch.optim.Adam(autoencoder.parameters(), lr=s.ae_lr)
+        bar = tqdm(range(s.ae_epochs), desc=f"task {t} autoencoder", unit="epoch", disable=not s.progress, leave=False)
+        for epoch in bar:
+            available = torch.ones(len(codes), dtype=torch.bool)
+            for rows in _batches(len(x), s.ae_batch_size, generator):
+                z, logits = autoencoder(x[rows], t)
+                loss = F.mse_loss(torch.sigmoid(logits), x[rows], reduction="sum") / len(rows)
+                if epoch >= s.warmup_epochs:  # Alg. 2 on this batch, continuing the epoch's greedy pass
+                    chosen = greedy_assign(z.detach(), codes, available=available)
+                    loss = loss + s.assignment_weight * (z - codes[chosen.to(codes.device)]).pow(2).sum()
+                self._step(optimizer, loss, "autoencoder", epoch)
+            bar.set_postfix(loss=f"{loss.item():.3g}")
+        autoencoder.eval()
+        with torch.no_grad():
+            z = torch.cat([self.encoder(chunk) for chunk in x.split(500)])
+        self.encoder.train()
+        return greedy_assign(z, codes)  # the deterministic pass (data order) that freezes the mapping
+
+    def _fit_decoder(self, x: torch.Tensor, codes: torch.Tensor, t: int, generator: torch.Generator) -> BinaryDecoder:
+        """Step 3: decoder on ⟨c, x⟩ of the new task plus (t > 0) task-balanced replay of its frozen copy."""
+        s = self.settings
+        if t == 0:
+            decoder, lr = self.decoder, s.first_decoder_lr
+        else:
+            with _seeded(_stream_seed(s.seed, _DECODER + t)):
+                decoder, lr = self._new_decoder(), s.decoder_lr
+            frozen = self.decoder.eval()
+        decoder.train()
+        optimizer = torch.optim.Adam(decoder.parameters(), lr=lr)
+        schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=s.decoder_lr_decay)
+        steps, batch = math.ceil(len(x) / s.decoder_batch_size), s.decoder_batch_size
+        new_rows = torch.empty(0, dtype=torch.int64)
+        bar = tqdm(range(s.decoder_epochs), desc=f"task {t} decoder", unit="epoch", disable=not s.progress, leave=False)
+        for epoch in bar:
+            if t == 0:
+                plan = [(rows, torch.empty(0, dtype=torch.int64)) for rows in _batches(len(x), batch, generator)]
+            else:  # each entry's task uniform over 0 … t; the new task's entries walk through permutations
+                owners = torch.randint(t + 1, (steps, batch), generator=generator)
+                need = int((owners == t).sum())
+                while len(new_rows) < need:
+                    new_rows = torch.cat([new_rows, torch.randperm(len(x), generator=generator)])
+                taken, new_rows = new_rows[:need], new_rows[need:]
+                counts = (owners == t).sum(1).tolist()
+                plan = list(zip(taken.split(counts), [o[o < t] for o in owners]))
+            for rows, old_tasks in plan:
+                in_codes, in_tasks, targets = codes[rows], torch.full((len(rows),), t), x[rows]
+                if len(old_tasks):
+                    old_index = torch.cat([self._draw(k, int((old_tasks == k).sum()), generator) for k in range(t)])
+                    old_tasks = old_tasks.sort().values
+                    old_codes = binary_codes(old_index, s.n_bits).to(s.device)
+                    with torch.no_grad():
+                        old_targets = torch.sigmoid(frozen(old_codes, old_tasks.to(s.device)))
+                    in_codes, targets = torch.cat([in_codes, old_codes]), torch.cat([targets, old_targets])
+                    in_tasks = torch.cat([in_tasks, old_tasks])
+                if len(in_codes) < 2:
+                    continue
+                logits = decoder(in_codes, in_tasks.to(s.device))
+                loss = F.mse_loss(torch.sigmoid(logits), targets, reduction="sum") / len(in_codes)
+                self._step(optimizer, loss, "decoder", epoch)
+            schedule.step()
+            bar.set_postfix(loss=f"{loss.item():.3g}")
+        return decoder.eval()
+
+    def _fit_classifier(self, task: Task, new_index: torch.Tensor, generator: torch.Generator) -> None:
+        """Step 4 of the module docstring."""
+        s, t = self.settings, task.index
+        if s.process_new_through_ae:
+            images = self._from_unit(self._decode_unit(self.decoder, new_index, t))
+        else:
+            images = task.train.images.to(s.device)
+        replay = self._replay_source(t, s.replay_per_task or len(images), generator) if t > 0 else None
+        fit_classifier(self.classifier, images, task.train.labels.to(s.device), epochs=s.classifier_epochs,
+                       batch_size=s.classifier_batch_size, lr=s.classifier_lr, loss=s.classifier_loss,
+                       generator=generator, replay=replay, replay_ratio=t / (t + 1), progress=s.progress)
+
+    def _replay_source(self, t: int, size: int, generator: torch.Generator):
+        """Regenerate `size` samples of each past task with their targets (frozen classifier's softmax or
+        stored labels); returns replay(n) → n samples of every past task (`fit_classifier`'s replay hook)."""
+        frozen = copy.deepcopy(self.classifier)
+        pools = []
+        for k in range(t):
+            index = self._draw(k, size, generator)
+            past = self._from_unit(self._decode_unit(self.decoder, index, k))
+            if self.settings.soft_targets:
+                targets = predict_logits(frozen, past).softmax(1)
+            else:
+                targets = self._stored_labels(k, index).to(past.device)
+            pools.append((past, targets))
+
+        def replay(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            picks = [torch.randint(len(past), (n,), generator=generator) for past, _ in pools]
+            return (torch.cat([past[p] for (past, _), p in zip(pools, picks)]),
+                    torch.cat([targets[p] for (_, targets), p in zip(pools, picks)]))
+
+        return replay
+
+    def _stored_labels(self, task: int, index: torch.Tensor) -> torch.Tensor:
+        """Labels (int64) stored for global indices of learned `task` (soft_targets=False only)."""
+        runs = self.runs[task]
+        lengths = runs[:, 1] - runs[:, 0]
+        which = torch.searchsorted(runs[:, 1], index, right=True)
+        positions = lengths.cumsum(0)[which] - lengths[which] + index - runs[which, 0]
+        return self.labels[task][positions].long()
+
+    @staticmethod
+    def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, what: str, epoch: int) -> None:
+        if not math.isfinite(loss.item()):
+            raise TrainingDivergedError(f"BinPlay {what}: loss became {loss.item()} in epoch {epoch}; lower its lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()

@@ -1,0 +1,156 @@
+"""`genrep continual METHOD --scenario NAME --scale S --seeds N`: one continual learner on one
+scenario over several seeds, with the per-seed task × time matrices and a mean ± SEM summary.
+
+Scales (settings of every learner; `--set key=value` overrides any of them):
+- `smoke`: 300 training images per task, the reference classifier schedule, tiny generators — seconds per
+  run, for tests and CI (use `--scenario split-digits` for the fully offline 8×8 version);
+- `cpu`: the full training split, the reference classifier schedule (15 epochs, batch 120, Adam
+  2e-3: cheap on a CPU), GR's reference VAE budget, and BinPlay with fewer autoencoder and
+  decoder-replay epochs than the paper (`CPU_BINPLAY`) so that split-MNIST fits in ~30 min on
+  2 cores;
+- `paper`: the published settings (METHODS.md §4; `BinPlaySettings` defaults).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from genrep.errors import ConfigError
+
+SCALES = ("smoke", "cpu", "paper")
+METHODS = ("binplay", "gr", "gr-distill", "er", "finetune", "joint")
+
+# settings overrides per scale, shared by every classifier learner (ClassifierSettings fields)
+CLASSIFIER = {"smoke": {}, "cpu": {}, "paper": {}}
+GENERATOR = {"smoke": {"gen_iters": 100}, "cpu": {}, "paper": {}}
+SMOKE_BINPLAY = {"width": 8, "ae_epochs": 10, "warmup_epochs": 3, "decoder_epochs": 40}
+CPU_BINPLAY = {"width": 8, "ae_epochs": 3, "warmup_epochs": 1, "decoder_epochs": 5}
+TRAIN_LIMIT = {"smoke": 300, "cpu": None, "paper": None}
+
+
+def check_choice(kind: str, value: str, choices) -> str:
+    if value not in choices:
+        raise ConfigError(f"unknown {kind} {value!r}; valid: {', '.join(choices)}")
+    return value
+
+
+def method_settings(method: str, scale: str) -> dict[str, Any]:
+    """The settings overrides of `method` at `scale` (on top of the learner's defaults)."""
+    check_choice("method", method, METHODS)
+    check_choice("scale", scale, SCALES)
+    if method == "binplay":
+        return dict({"smoke": SMOKE_BINPLAY, "cpu": CPU_BINPLAY, "paper": {}}[scale])
+    settings = dict(CLASSIFIER[scale])
+    if method in ("gr", "gr-distill"):
+        settings.update(GENERATOR[scale])
+    return settings
+
+
+def build_learner(method: str, *, seed: int, overrides: dict[str, Any] | None = None):
+    """A fresh learner of `method` with `overrides` (settings field → value) and `seed`."""
+    from genrep.continual.baselines import BASELINES
+
+    overrides = dict(overrides or {})
+    if method == "binplay":
+        from genrep.continual.binplay import BinPlay, BinPlaySettings
+
+        cls, settings_cls = BinPlay, BinPlaySettings
+    else:
+        cls, settings_cls = BASELINES[method], None
+    try:
+        if settings_cls is not None:
+            return cls(settings_cls(seed=seed, **overrides))
+        return cls(seed=seed, **overrides)
+    except TypeError as err:
+        raise ConfigError(f"{method}: bad setting ({err}); see `genrep continual --help`") from None
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """`key=value` strings → dict; values parsed as JSON where possible (numbers, true/false, lists)."""
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--set needs key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def mean_sem(values: list[float]) -> tuple[float, float]:
+    """(mean, standard error of the mean; 0 for one value)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n == 1:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int = 1, out: str | Path,
+               overrides: dict[str, Any] | None = None, resume: bool = False, overwrite: bool = False,
+               progress: bool = True, log=print) -> dict[str, Any]:
+    """Run `method` on `scenario` for seeds 0..seeds−1 into out/seed{s} (each a `run_scenario`
+    folder: checkpoint, results.json, heatmap.png, curves.png) and write out/summary.json with
+    the average accuracy after the last task (mean ± SEM over seeds), forgetting, memory and wall
+    time. Memory is in MiB (2^20 bytes), the unit of Table 8.4.2. Finished seeds are reused with `resume`."""
+    from genrep.continual.runner import run_scenario
+    from genrep.continual.scenarios import build_scenario
+    from genrep.runs import write_json
+
+    check_choice("scale", scale, SCALES)
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    settings = {**method_settings(method, scale), **(overrides or {})}
+    if "seed" in settings:
+        raise ConfigError("set seeds with --seeds, not --set seed=...")
+    out = Path(out)
+    per_seed = []
+    for seed in range(seeds):
+        scenario_obj = build_scenario(scenario, seed=seed, limit=TRAIN_LIMIT[scale])
+        learner = build_learner(method, seed=seed, overrides=settings)
+        started = time.perf_counter()
+        result = run_scenario(learner, scenario_obj, out / f"seed{seed}", resume=resume, overwrite=overwrite,
+                              progress=progress, log=log)
+        summary = result.summary["accuracy"]
+        per_seed.append({"seed": seed, "average_accuracy": summary["average"], "forgetting": summary["forgetting"],
+                         "memory_mb": result.memory_bytes[-1] / 2**20, "wall_time_s": sum(result.wall_times),
+                         "run_s": round(time.perf_counter() - started, 1),
+                         "final_row": [float(v) for v in result.matrices["accuracy"][-1]]})
+    accuracy = mean_sem([100 * r["average_accuracy"] for r in per_seed])
+    summary = {"method": method, "scenario": scenario, "scale": scale, "seeds": list(range(seeds)),
+               "settings": settings, "average_accuracy_percent": {"mean": accuracy[0], "sem": accuracy[1]},
+               "memory_mb": max(r["memory_mb"] for r in per_seed),
+               "wall_time_s": {"mean": sum(r["wall_time_s"] for r in per_seed) / seeds,
+                               "max": max(r["wall_time_s"] for r in per_seed)},
+               "per_seed": per_seed}
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def describe(summary: dict[str, Any]) -> str:
+    """One line: method, scenario, accuracy mean ± SEM, memory, wall time."""
+    acc = summary["average_accuracy_percent"]
+    return (f"{summary['method']} on {summary['scenario']} ({summary['scale']}, {len(summary['seeds'])} seed(s)): "
+            f"average accuracy {acc['mean']:.1f} ± {acc['sem']:.1f} % (SEM), memory {summary['memory_mb']:.2f} MB, "
+            f"{summary['wall_time_s']['mean']:.0f} s per run")
+
+
+def settings_help() -> str:
+    """The settings fields of every learner, for `--help`."""
+    from genrep.continual import baselines
+    from genrep.continual.binplay import BinPlaySettings
+
+    names = {}
+    for label, cls in (("classifier learners", baselines.ClassifierSettings), ("er", baselines.ERSettings),
+                       ("gr / gr-distill", baselines.GRSettings)):
+        names[label] = [f.name for f in dataclasses.fields(cls) if f.name != "seed"]
+    names["binplay"] = [f.name for f in dataclasses.fields(BinPlaySettings) if f.name != "seed"]
+    return "; ".join(f"{label}: {', '.join(fields)}" for label, fields in names.items())

@@ -1,0 +1,212 @@
+"""BinPlay: greedy code assignment (Alg. 2), the binary latent autoencoder and the learner on a tiny
+hand-built 2-task split of the 8×8 digits."""
+
+import time
+
+import pytest
+import torch
+
+from genrep.continual.binplay import (BinaryAutoencoder, BinaryDecoder, BinaryEncoder, BinPlay, BinPlaySettings,
+                                      binarize, greedy_assign)
+from genrep.continual.binplay.learner import index_runs, run_positions
+from genrep.continual.codes import binary_codes
+from genrep.continual.learner import module_bytes
+from genrep.continual.scenario import Scenario, Task
+from genrep.data import load_dataset
+from genrep.errors import ConfigError, DataError, InputError
+
+TINY = dict(n_bits=32, width=4, ae_epochs=4, warmup_epochs=1, decoder_epochs=20, classifier_epochs=3)
+
+
+def _sequential_greedy(z, codes, order):
+    """Alg. 2 written out: each sample in order takes the nearest (L2²) code nobody took before it."""
+    distance = torch.cdist(z.double(), codes.double()).pow(2)
+    result, taken = torch.empty(len(z), dtype=torch.int64), torch.zeros(len(codes), dtype=torch.bool)
+    for row in order.tolist():
+        choice = int(distance[row].masked_fill(taken, float("inf")).argmin())
+        result[row], taken[choice] = choice, True
+    return result
+
+
+# -- assignment (Alg. 2) -----------------------------------------------------------------------------------
+def test_assignment_picks_nearest_codes_when_there_is_no_conflict():
+    codes = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
+    z = torch.tensor([[-0.9, -1.2], [0.8, 1.1], [-1.0, 0.7]])
+    assert greedy_assign(z, codes).tolist() == [3, 0, 2]
+
+
+def test_assignment_conflict_goes_to_the_earlier_sample_in_order():
+    codes = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
+    z = torch.tensor([[0.9, 0.9], [0.5, 0.4]])  # both nearest to code 0; sample 1 is closer to code 1 next
+    assert greedy_assign(z, codes).tolist() == [0, 1]
+    assert greedy_assign(z, codes, order=torch.tensor([1, 0])).tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("block", [1, 7, 256])
+def test_assignment_is_a_permutation_equal_to_the_sequential_greedy(block):
+    generator = torch.Generator().manual_seed(block)
+    codes = binary_codes(torch.arange(300), 24)
+    z = codes[torch.randperm(300, generator=generator)] * 0.3 + torch.randn(300, 24, generator=generator)
+    order = torch.randperm(300, generator=generator)
+    assigned = greedy_assign(z, codes, order=order, block=block)
+    assert torch.equal(assigned.sort().values, torch.arange(300))  # one-to-one onto the task's codes
+    assert torch.equal(assigned, _sequential_greedy(z, codes, order))
+    collapsed = torch.randn(1, 24, generator=generator).expand(300, 24)  # all want the same codes: conflicts
+    assert torch.equal(greedy_assign(collapsed, codes, order=order, block=block),
+                       _sequential_greedy(collapsed, codes, order))
+
+
+def test_assignment_continues_over_mini_batches_with_an_availability_mask():
+    generator = torch.Generator().manual_seed(0)
+    codes = binary_codes(torch.arange(100), 20)
+    z = torch.randn(100, 20, generator=generator)
+    available = torch.ones(100, dtype=torch.bool)
+    pieces = [greedy_assign(z[rows], codes, available=available) for rows in torch.arange(100).split(30)]
+    assert not available.any()
+    assert torch.equal(torch.cat(pieces), greedy_assign(z, codes))
+    with pytest.raises(InputError):
+        greedy_assign(z[:1], codes, available=available)
+
+
+def test_assignment_speed_12k_samples_200_bits():
+    generator = torch.Generator().manual_seed(0)
+    codes = binary_codes(torch.arange(12_000))
+    z = codes[torch.randperm(12_000, generator=generator)] + 1.5 * torch.randn(12_000, 200, generator=generator)
+    start = time.perf_counter()
+    assigned = greedy_assign(z, codes, order=torch.randperm(12_000, generator=generator))
+    seconds = time.perf_counter() - start
+    print(f"greedy assignment of 12,000 samples to 12,000 codes of 200 bits: {seconds:.2f} s")
+    assert len(assigned.unique()) == 12_000 and seconds < 20
+
+
+# -- autoencoder ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
+def test_autoencoder_shapes(shape):
+    encoder, decoder = BinaryEncoder(shape, 40, width=2), BinaryDecoder(shape, 40, width=2)
+    z, logits = BinaryAutoencoder(encoder, decoder)(torch.rand(3, *shape), 1)
+    assert z.shape == (3, 40) and logits.shape == (3, *shape)
+    assert decoder(binary_codes(torch.arange(3), 40), torch.tensor([0, 1, 4])).shape == (3, *shape)
+
+
+def test_reference_decoder_size_matches_table_8_4_2():
+    assert module_bytes(BinaryDecoder((1, 28, 28), 200, width=32)) / 2**20 == pytest.approx(4.6, abs=0.05)
+
+
+def test_binarize_is_sign_with_straight_through_gradient():
+    z = torch.tensor([-0.3, 0.0, 2.0], requires_grad=True)
+    out = binarize(z)
+    assert out.tolist() == [-1.0, 1.0, 1.0]
+    (out * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert z.grad.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_autoencoder_rejects_unsupported_sides():
+    with pytest.raises(InputError):
+        BinaryDecoder((1, 16, 16))
+
+
+# -- the learner ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def scenario() -> Scenario:
+    """Tasks {0, 1} and {2, 3} of the 8×8 digits; global_index counts training rows chronologically."""
+    train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
+    tasks, offset = [], 0
+    for index, classes in enumerate([(0, 1), (2, 3)]):
+        rows = torch.isin(train.labels, torch.tensor(classes)).nonzero().flatten()
+        test_rows = torch.isin(test.labels, torch.tensor(classes)).nonzero().flatten()
+        task_train = train.subset(rows)
+        tasks.append(Task(index, f"digits {classes}", task_train, test.subset(test_rows), classes=classes,
+                          global_index=torch.arange(offset, offset + len(task_train))))
+        offset += len(task_train)
+    return Scenario("digits-2", tuple(tasks), train.image_shape, num_classes=10)
+
+
+@pytest.fixture(scope="module")
+def trained(scenario):
+    """A learner after both tasks, plus its state and the task-0 sample → index mapping after task 0."""
+    learner = BinPlay(**TINY)
+    learner.setup(scenario)
+    learner.learn(scenario[0])
+    after_first = learner.state_dict(), learner.assigned_index.clone()
+    learner.learn(scenario[1])
+    return learner, after_first
+
+
+def test_binplay_predicts_and_stores_only_decoder_and_index_ranges(scenario, trained):
+    learner, _ = trained
+    logits = learner.predict(scenario[1].test.images)
+    assert logits.shape == (len(scenario[1].test), 10) and torch.isfinite(logits).all()
+    n0, n1 = len(scenario[0].train), len(scenario[1].train)
+    assert [r.tolist() for r in learner.runs] == [[[0, n0]], [[n0, n0 + n1]]]
+    assert learner.memory_bytes() == module_bytes(learner.decoder) + 2 * 16
+    assert learner.storage_mb() == learner.memory_bytes() / 2**20
+    assert torch.equal(learner.assigned_index.sort().values, torch.arange(n0, n0 + n1))
+
+
+def test_binplay_regenerates_old_samples_better_than_random_codes(scenario, trained):
+    learner, (_, mapping) = trained
+    x0 = scenario[0].train.images
+    error = (learner.decode(mapping, 0) - x0).pow(2).mean()
+    unused = torch.arange(40_000, 40_000 + len(x0))  # indices never allocated: codes the decoder never saw
+    random_error = (learner.decode(unused, 0) - x0).pow(2).mean()
+    shuffled = mapping[torch.randperm(len(x0), generator=torch.Generator().manual_seed(0))]
+    shuffled_error = (learner.decode(shuffled, 0) - x0).pow(2).mean()
+    print(f"task-0 regeneration MSE after task 1: {error:.4f}; random codes {random_error:.4f}; "
+          f"shuffled pairing {shuffled_error:.4f}")
+    assert error < 0.8 * random_error and error < 0.8 * shuffled_error
+    samples = learner.sample(6, 0)
+    assert samples.shape == (6, 1, 8, 8) and samples.min() >= 0 and samples.max() <= 1
+    assert learner.sample(5).shape == (5, 1, 8, 8)
+    with pytest.raises(InputError):
+        learner.sample(3, 2)
+
+
+def test_binplay_state_round_trip_and_resume(scenario, trained):
+    learner, (state_after_first, _) = trained
+    images = scenario[0].test.images
+    copy = BinPlay(**TINY)
+    copy.setup(scenario)
+    copy.load_state_dict(learner.state_dict())
+    assert torch.equal(copy.predict(images), learner.predict(images))
+    state = learner.state_dict()
+    assert torch.equal(copy.sample(8), learner.sample(8))
+    learner.load_state_dict(state)
+    resumed = BinPlay(**TINY)  # resume after task 0: learning task 1 again gives the same learner
+    resumed.setup(scenario)
+    resumed.load_state_dict(state_after_first)
+    resumed.learn(scenario[1])
+    assert torch.equal(resumed.predict(images), learner.predict(images))
+    with pytest.raises(InputError):
+        resumed.learn(scenario[0])
+
+
+def test_binplay_ablation_switches_run(scenario):
+    settings = BinPlaySettings(**{**TINY, "decoder_epochs": 5, "classifier_epochs": 1})
+    learner = BinPlay(settings, process_new_through_ae=False, soft_targets=False, straight_through=False)
+    learner.setup(scenario)
+    for task in scenario:
+        learner.learn(task)
+    assert [len(labels) for labels in learner.labels] == [len(task.train) for task in scenario]
+    assert learner.memory_bytes() == module_bytes(learner.decoder) + 2 * 16 + 2 * sum(len(t.train) for t in scenario)
+    assert torch.equal(learner._stored_labels(1, learner.assigned_index), scenario[1].train.labels)
+    assert learner.predict(scenario[0].test.images).shape == (len(scenario[0].test), 10)
+
+
+def test_index_runs_round_trip():
+    indices = torch.tensor([3, 4, 5, 9, 10, 20])
+    runs = index_runs(indices)
+    assert runs.tolist() == [[3, 6], [9, 11], [20, 21]]
+    assert torch.equal(run_positions(runs, torch.arange(6)), indices)
+
+
+def test_settings_and_scenario_errors(scenario):
+    with pytest.raises(ConfigError):
+        BinPlay(warmup_epochs=30)
+    with pytest.raises(ConfigError):
+        BinPlay(unknown_setting=1)
+    learner = BinPlay(**TINY)
+    learner.setup(scenario)
+    overlapping = Task(0, "bad", scenario[0].train, scenario[0].test,
+                       global_index=torch.zeros(len(scenario[0].train), dtype=torch.int64))
+    with pytest.raises(DataError):
+        learner.learn(overlapping)

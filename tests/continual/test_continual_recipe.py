@@ -1,0 +1,80 @@
+"""`genrep continual` recipe, CLI and the table-8.4.1 reproduction on the offline 8×8 digits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from genrep.cli.main import main
+from genrep.errors import ConfigError
+from genrep.experiments import continual as recipe
+from genrep.experiments.reproduce import get_recipe
+
+FAST = {"epochs": 3}
+
+
+def test_mean_sem_known_values():
+    assert recipe.mean_sem([2.0]) == (2.0, 0.0)
+    mean, sem = recipe.mean_sem([1.0, 2.0, 3.0])
+    assert mean == 2.0 and sem == pytest.approx(1.0 / 3 ** 0.5)
+
+
+def test_parse_overrides_types_and_errors():
+    assert recipe.parse_overrides(["epochs=3", "loss=ce", "width=2.5", "straight_through=false"]) == {
+        "epochs": 3, "loss": "ce", "width": 2.5, "straight_through": False}
+    with pytest.raises(ConfigError, match="key=value"):
+        recipe.parse_overrides(["epochs"])
+
+
+def test_method_settings_by_scale():
+    assert recipe.method_settings("binplay", "paper") == {}
+    assert recipe.method_settings("binplay", "cpu")["width"] == 8
+    assert recipe.method_settings("gr", "smoke")["gen_iters"] == 100
+    with pytest.raises(ConfigError, match="unknown method"):
+        recipe.method_settings("ewc", "cpu")
+    with pytest.raises(ConfigError, match="unknown scale"):
+        recipe.method_settings("gr", "huge")
+
+
+def test_unknown_setting_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError):
+        recipe.run_method("finetune", "split-digits", scale="smoke", out=tmp_path, overrides={"no_such_key": 1},
+                          progress=False, log=None)
+
+
+def test_run_method_two_seeds_summary_and_reuse(tmp_path):
+    summary = recipe.run_method("finetune", "split-digits", scale="smoke", seeds=2, out=tmp_path, overrides=FAST,
+                                progress=False, log=None)
+    assert summary["seeds"] == [0, 1] and len(summary["per_seed"]) == 2
+    for row in summary["per_seed"]:
+        assert 0.0 <= row["average_accuracy"] <= 1.0
+        assert len(row["final_row"]) == 5
+        # fine-tuning forgets: the last task dominates the final row
+        assert row["final_row"][-1] == max(row["final_row"])
+        assert (tmp_path / f"seed{row['seed']}" / "results.json").is_file()
+    stored = json.loads((tmp_path / "summary.json").read_text())
+    assert stored["average_accuracy_percent"] == summary["average_accuracy_percent"]
+    again = recipe.run_method("finetune", "split-digits", scale="smoke", seeds=2, out=tmp_path, overrides=FAST,
+                              resume=True, progress=False, log=None)
+    assert again["per_seed"][0]["final_row"] == summary["per_seed"][0]["final_row"]
+
+
+def test_cli_continual_runs_and_prints(tmp_path, capsys):
+    code = main(["continual", "er", "--scenario", "split-digits", "--scale", "smoke", "--out", str(tmp_path),
+                 "--set", "epochs=3", "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "er on split-digits" in out and "average accuracy" in out
+    assert (tmp_path / "seed0" / "heatmap.png").is_file()
+
+
+def test_table_8_4_1_recipe_prints_published(tmp_path):
+    module = get_recipe("table-8.4.1")
+    result = module.run(scale="smoke", seeds=1, out=tmp_path, progress=False, log=lambda line: None,
+                        methods=("finetune", "er"), scenarios=("split-digits",))
+    assert "fine-tuning (lower bound)" in result["markdown"]
+    assert "ER (100 samples)" in result["markdown"]
+    assert (tmp_path / "results.md").is_file()
+    er = result["cells"]["er"]["split-digits"]
+    assert len(er["accuracy"]) == 1 and er["memory_mb"] > 0
