@@ -1,10 +1,10 @@
 """Sample quality against the number of sampling steps: one trained T = 1000 DDGM, sampled with
 respaced (strided) ancestral steps and with DDIM (η = 0) at 1000 / 250 / 100 / 50 / 25 steps.
 
-    python benchmarks/bench_strided_sampling.py [--train-steps 4000] [--n 1500] [--out runs/bench_strided]
+    python benchmarks/bench_strided_sampling.py [--train-steps 2000] [--n 1500] [--out runs/bench_strided]
 
-Model: a linear-schedule DDGM (simplified loss, T = 1000) on the 8×8 `digits` data (UNet 32 ch ×
-(1, 2), 2 ResBlocks per level, attention in the 4×4 middle block), batch 128, AdamW 1e-3; the run
+Model: a linear-schedule DDGM (simplified loss, T = 1000) on the 8×8 `digits` data (UNet 16 ch ×
+(1, 2), 2 ResBlocks per level, attention in the 4×4 middle block), batch 64, AdamW 1e-3; the run
 is reused from `--out` when it exists. Every sampler starts from the same seeded noise. FID uses
 the cached digits LeNet (trained now if missing) against the 1,500 training images: the test split
 holds only 297 images, too few for an 84-d FID; the comparison across step counts is what matters.
@@ -32,7 +32,7 @@ def main() -> None:
     from genrep.models.ddgm import from_model_range, reverse_diffusion, spaced_process
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--train-steps", type=int, default=4000)
+    parser.add_argument("--train-steps", type=int, default=2000)
     parser.add_argument("--n", type=int, default=1500, help="generated images per sampler and step count")
     parser.add_argument("--out", default="runs/bench_strided")
     args = parser.parse_args()
@@ -40,10 +40,10 @@ def main() -> None:
     config = {
         "model_name": "ddgm",
         "model": {"steps": 1000, "schedule": "linear", "loss": "simple", "timestep_sampler": "uniform",
-                  "unet": {"model_channels": 32, "channel_mult": [1, 2], "num_res_blocks": 2,
+                  "unet": {"model_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 2,
                            "attention_resolutions": [], "middle_attention": True, "num_heads": 4, "dropout": 0.0}},
         "data": {"name": "digits", "value_range": "01", "validation_fraction": 0.0},
-        "train": {"steps": args.train_steps, "batch_size": 128, "lr": 1e-3, "optimizer": "adamw", "grad_clip": 1.0,
+        "train": {"steps": args.train_steps, "batch_size": 64, "lr": 1e-3, "optimizer": "adamw", "grad_clip": 1.0,
                   "seed": 0, "accelerator": "cpu", "log_every": 200, "checkpoint_every": 1000, "progress": True},
     }
     run_dir = Path(args.out) / "ddgm-digits-T1000"
