@@ -4,13 +4,14 @@ from __future__ import annotations
 
 
 def register(commands) -> None:
-    from genrep.experiments.continual import METHODS, SCALES
+    from genrep.experiments.continual import METHODS, SCALES, settings_help
 
     p = commands.add_parser(
         "continual", help="run a continual-learning method on a scenario (task × time matrix)",
         description="Train METHOD on the tasks of a scenario in order, evaluate every task after every task, and "
                     "write per seed OUT/seedS/{results.json, heatmap.png, curves.png, checkpoint.pt} and "
-                    "OUT/summary.json (average accuracy after the last task, mean ± SEM over seeds).")
+                    "OUT/summary.json (average accuracy after the last task, mean ± SEM over seeds).",
+        epilog=f"settings for --set: {settings_help()}")
     p.add_argument("method", choices=METHODS, help="binplay (thesis ch. 8), gr (generative replay with a VAE), "
                    "gr-distill, er (experience replay, reservoir buffer), finetune (lower bound), joint (upper bound)")
     p.add_argument("--scenario", default="split-mnist",
