@@ -78,3 +78,24 @@ def test_table_8_4_1_recipe_prints_published(tmp_path):
     assert (tmp_path / "results.md").is_file()
     er = result["cells"]["er"]["split-digits"]
     assert len(er["accuracy"]) == 1 and er["memory_mb"] > 0
+
+
+@pytest.mark.parametrize("method, overrides", [
+    ("gr", {"epochs": 1, "gen_iters": 10}),
+    ("binplay", {"ae_epochs": 2, "warmup_epochs": 1, "decoder_epochs": 1, "classifier_epochs": 1, "width": 4,
+                 "n_bits": 32}),
+])
+def test_generative_learners_write_a_replay_picture(tmp_path, method, overrides):
+    from PIL import Image
+
+    recipe.run_method(method, "split-digits", scale="smoke", out=tmp_path, overrides=overrides, progress=False,
+                      log=None)
+    picture = Image.open(tmp_path / "seed0" / "replay.png")
+    # 5 rows (tasks) of 10 upscaled 8×8 samples
+    assert picture.size[0] > picture.size[1] > 0
+
+
+def test_non_generative_learner_has_no_replay_picture(tmp_path):
+    recipe.run_method("finetune", "split-digits", scale="smoke", out=tmp_path, overrides=FAST, progress=False,
+                      log=None)
+    assert not (tmp_path / "seed0" / "replay.png").exists()

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from genrep.errors import ConfigError
 
 SCALES = ("smoke", "cpu", "paper")
@@ -98,7 +100,8 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int =
                overrides: dict[str, Any] | None = None, resume: bool = False, overwrite: bool = False,
                progress: bool = True, log=print) -> dict[str, Any]:
     """Run `method` on `scenario` for seeds 0..seeds−1 into out/seed{s} (each a `run_scenario`
-    folder: checkpoint, results.json, heatmap.png, curves.png) and write out/summary.json with
+    folder: checkpoint, results.json, heatmap.png, curves.png, and replay.png for generative replay)
+    and write out/summary.json with
     the average accuracy after the last task (mean ± SEM over seeds), forgetting, memory and wall
     time. Memory is in MiB (2^20 bytes), the unit of Table 8.4.2. Finished seeds are reused with `resume`."""
     from genrep.continual.runner import run_scenario
@@ -119,6 +122,7 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int =
         started = time.perf_counter()
         result = run_scenario(learner, scenario_obj, out / f"seed{seed}", resume=resume, overwrite=overwrite,
                               progress=progress, log=log)
+        replay_picture(learner, scenario_obj, out / f"seed{seed}" / "replay.png")
         summary = result.summary["accuracy"]
         per_seed.append({"seed": seed, "average_accuracy": summary["average"], "forgetting": summary["forgetting"],
                          "memory_mb": result.memory_bytes[-1] / 2**20, "wall_time_s": sum(result.wall_times),
@@ -133,6 +137,24 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int =
                "per_seed": per_seed}
     write_json(out / "summary.json", summary)
     return summary
+
+
+def replay_picture(learner, scenario, path: Path, per_task: int = 10) -> Path | None:
+    """What a generative-replay learner rehearses after the last task: one row of `per_task`
+    regenerated samples per task (BinPlay), or rows of unconditional samples (GR's VAE); None for
+    learners that replay nothing generated."""
+    from genrep.continual.baselines import GenerativeReplay
+    from genrep.continual.binplay import BinPlay
+    from genrep.utils.images import save_grid
+
+    with torch.no_grad():
+        if isinstance(learner, BinPlay):
+            images = torch.cat([learner.sample(per_task, k) for k in range(scenario.num_tasks)])
+        elif isinstance(learner, GenerativeReplay):
+            images = learner.sample(per_task * scenario.num_tasks)
+        else:
+            return None
+    return save_grid(images.cpu(), path, value_range=scenario.value_range, nrow=per_task)
 
 
 def describe(summary: dict[str, Any]) -> str:
