@@ -13,21 +13,22 @@ For task t with n new samples (allocated the chronological indices `Task.global_
    entries come from every task seen so far with equal probability: ⟨c(i), x_i⟩ for the new task and
    ⟨c(i), σ(dec_frozen(c(i)))⟩ for a uniformly drawn old index i. `decoder_epochs` epochs of n / B
    steps, learning rate × `decoder_lr_decay` per epoch; loss ‖σ(dec(c)) − target‖² / B.
-4. Base classifier (§8.3.4, Table 8.3.1): trained on the new samples — passed through the autoencoder,
-   i.e. σ(dec(c_a(i))), when `process_new_through_ae` — with their labels, each batch joined by as
-   many regenerated samples of every past task (drawn from a pool of `replay_per_task` per task,
-   default n), weighted like the new ones (replay_ratio t/(t+1)); their targets are the softmax of a
-   frozen copy of the classifier (`soft_targets`, Hinton et al. 2015) or, for the ablation's reference
-   configuration, the labels the samples had when they were encoded (then stored per index).
+4. Base classifier (§8.3.4, Table 8.3.1): trained on one shuffled set of the new samples — passed
+   through the autoencoder, i.e. σ(dec(c_a(i))), when `process_new_through_ae` — with their labels,
+   plus `replay_per_task` (default n) regenerated samples of every past task, plain mean loss over
+   each batch (so an epoch takes (t + 1)·n / B steps, like the reference's t + 1 steps per batch of
+   new data); past targets are the softmax of a frozen copy of the classifier (`soft_targets`, Hinton
+   et al. 2015) or, for the ablation's reference configuration, the labels the samples had when they
+   were encoded (then stored per index).
 
 Only the decoder and the per-task index ranges are kept for replay (`memory_bytes`, Table 8.4.2); the
 encoder is kept too, as the next task's initialisation (as in the reference), but not counted.
 Reference code facts used here: `vae_experiments/training_functions.py` and `main.py` of the BinPlay
 authors (20 autoencoder epochs, assignment weight 10 after 3 warm-up epochs, 200 decoder epochs with
 lr 5e-3 on task 0 and 1e-3 afterwards, ExponentialLR 0.99, task-balanced decoder replay, batch 50).
-Deviations: the reference shuffles a new batch of B with B regenerated samples per past task and takes
-t + 1 Adam steps on chunks of B; here one step sees the new batch and its replay together
-(`fit_classifier`'s replay hook), drawn from a pool regenerated once per task. The reference labels the
+Deviations: the reference shuffles each new batch of B with B freshly regenerated samples per past task
+and takes t + 1 Adam steps on chunks of B; here the past samples are regenerated once per task (a pool
+of n per past task) and shuffled with the new ones — the same mixture and step count. The reference labels the
 past samples consistently only in its "generated" mode (new samples regenerated from their codes, i.e.
 `process_new_through_ae`); in its other modes an indexing slip gives the last past task's samples the
 current batch's labels; here every past sample gets the frozen classifier's softmax. The autoencoder's
@@ -375,37 +376,36 @@ class BinPlay(ContinualLearner):
         return decoder.eval()
 
     def _fit_classifier(self, task: Task, new_index: torch.Tensor, generator: torch.Generator) -> None:
-        """Step 4 of the module docstring."""
+        """Step 4 of the module docstring: one shuffled training set of the new samples (one-hot labels)
+        and `replay_per_task` (default n) regenerated samples of every past task with their targets."""
         s, t = self.settings, task.index
         if s.process_new_through_ae:
             images = self._from_unit(self._decode_unit(self.decoder, new_index, t))
         else:
             images = task.train.images.to(s.device)
-        replay = self._replay_source(t, s.replay_per_task or len(images), generator) if t > 0 else None
-        fit_classifier(self.classifier, images, task.train.labels.to(s.device), epochs=s.classifier_epochs,
+        targets = F.one_hot(task.train.labels.to(s.device), self.classifier.num_classes).float()
+        if t > 0:
+            past_images, past_targets = self._regenerate_past(t, s.replay_per_task or len(images), generator)
+            images, targets = torch.cat([images, past_images]), torch.cat([targets, past_targets])
+        fit_classifier(self.classifier, images, targets, epochs=s.classifier_epochs,
                        batch_size=s.classifier_batch_size, lr=s.classifier_lr, loss=s.classifier_loss,
-                       generator=generator, replay=replay, replay_ratio=t / (t + 1), progress=s.progress)
+                       generator=generator, progress=s.progress)
 
-    def _replay_source(self, t: int, size: int, generator: torch.Generator):
-        """Regenerate `size` samples of each past task with their targets (frozen classifier's softmax or
-        stored labels); returns replay(n) → n samples of every past task (`fit_classifier`'s replay hook)."""
+    def _regenerate_past(self, t: int, size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """`size` regenerated samples of each past task (uniformly drawn stored indices) and their targets:
+        the softmax of a frozen copy of the classifier, or the stored labels one-hot (N·t×K)."""
         frozen = copy.deepcopy(self.classifier)
-        pools = []
+        images, targets = [], []
         for k in range(t):
             index = self._draw(k, size, generator)
             past = self._from_unit(self._decode_unit(self.decoder, index, k))
             if self.settings.soft_targets:
-                targets = predict_logits(frozen, past).softmax(1)
+                targets.append(predict_logits(frozen, past).softmax(1))
             else:
-                targets = self._stored_labels(k, index).to(past.device)
-            pools.append((past, targets))
-
-        def replay(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-            picks = [torch.randint(len(past), (n,), generator=generator) for past, _ in pools]
-            return (torch.cat([past[p] for (past, _), p in zip(pools, picks)]),
-                    torch.cat([targets[p] for (_, targets), p in zip(pools, picks)]))
-
-        return replay
+                labels = self._stored_labels(k, index).to(past.device)
+                targets.append(F.one_hot(labels, self.classifier.num_classes).float())
+            images.append(past)
+        return torch.cat(images), torch.cat(targets)
 
     def _stored_labels(self, task: int, index: torch.Tensor) -> torch.Tensor:
         """Labels (int64) stored for global indices of learned `task` (soft_targets=False only)."""
