@@ -110,16 +110,21 @@ def test_shortened_steps_reference_rule_and_published_lengths():
             if abs(prod - (1 - beta1)) < best_gap:
                 best, best_gap = k, abs(prod - (1 - beta1))
         assert switching_step(T, beta1, schedule) == best
-        assert shortened_steps(T, beta1, schedule) == T - best
+        assert shortened_steps(T, beta1, schedule, rule="argmin") == T - best
     # Thesis ch. 5.7.3: a 4000-step cosine DDGM replaces DAED's β1 = 0.1 corruption by 793 steps.
     assert switching_step(4000, 0.1, "cosine") == 793
     # METHODS.md / Table 5.7.1: CIFAR-10 and CelebA at β1 = 0.1 use T′ = 900; the rule gives 903.
-    assert shortened_steps(1000, 0.1) == 903
-    assert abs(shortened_steps(1000, 0.1) - 900) <= 0.005 * 1000
+    assert shortened_steps(1000, 0.1, rule="argmin") == 903
+    assert abs(shortened_steps(1000, 0.1, rule="argmin") - 900) <= 0.005 * 1000
     # FashionMNIST T = 500, β1 = 0.1: the published T′ = 468 is not what the rule gives (452);
     # the reference code hard-codes 468, so it is available as the published length.
-    assert shortened_steps(500, 0.1) == 452
+    assert shortened_steps(500, 0.1, rule="argmin") == 452
     assert shortened_steps(500, 0.1, rule="published") == 468
+    # the default ("thesis") gives the published lengths where they exist, else the rule
+    assert shortened_steps(500, 0.1) == 468 and shortened_steps(1000, 0.1) == 900
+    assert shortened_steps(500, 0.001) == 499
+    assert shortened_steps(500, 0.15) == shortened_steps(500, 0.15, rule="argmin")
+    assert shortened_steps(4000, 0.1, "cosine") == 4000 - 793
     assert shortened_steps(1000, 0.1, rule="published") == 900
     for (T, beta1), T_short in PUBLISHED_SHORTENED_STEPS.items():
         assert shortened_steps(T, beta1, rule="published") == T_short < T + 1
