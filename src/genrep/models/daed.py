@@ -110,7 +110,8 @@ class DAEDConfig:
     """steps: T, the length of the DDGM the DAED replaces. beta1: variance of q(x_1|x_0) (the
     thesis uses 0.001, 0.025, 0.1, 0.2, 0.3). schedule: "linear" (reference "linear_combine") |
     "cosine" (genrep). steps_rule: how T′ follows from (T, β_1): "argmin" (computed, any T/β_1) |
-    "published" (the thesis tables' T′, linear only) | "thesis" (published where it exists, else argmin). loss: "simple" | "vlb". dae_sampler: "beta"
+    "published" (the thesis tables' T′, linear only) | "thesis" (published where it exists, else
+    argmin). loss: "simple" | "vlb". dae_sampler: "beta"
     (thesis, p ∝ β_t) | "first-step" (reference, weight β_1·T′ on t = 0) | "uniform".
     sample_steps: null = all T′−1 DDGM steps, else N respaced DDGM steps; sampler "ancestral" |
     "ddim" (ddim_eta). clip_denoised: clamp x̂_0 to [-1, 1] while sampling (and the DAE output).
