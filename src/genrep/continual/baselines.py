@@ -24,7 +24,6 @@ exist only during a task).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import functools
@@ -37,6 +36,7 @@ import torch
 from genrep.continual.classifier import LOSSES, BaseClassifier, fit_classifier, predict_logits
 from genrep.continual.learner import ContinualLearner, module_bytes
 from genrep.continual.scenario import Scenario, Task
+from genrep.continual.seeding import seeded, stream_seed
 from genrep.errors import CheckpointError, ConfigError, DataError, InputError, TrainingDivergedError
 from genrep.models.vae import VAE, VAEConfig
 
@@ -108,20 +108,6 @@ class GRSettings(ClassifierSettings):
 
 
 _INIT, _TASK, _RESERVOIR, _REINIT, _GENERATOR_INIT = 0, 1, 100_000, 200_000, 300_000  # random stream offsets
-
-
-def _stream_seed(seed: int, stream: int) -> int:
-    """Seed of random stream `stream` of a run (offsets above plus the task index)."""
-    return (seed * 1_000_003 + stream) % 2**63
-
-
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Run with the global CPU (and CUDA) RNG seeded to `seed`, restoring the caller's state after."""
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
 
 
 def _index_stream(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
@@ -202,7 +188,7 @@ class _ClassifierLearner(ContinualLearner):
         self.model = self._new_classifier()
 
     def _new_classifier(self, stream: int = _INIT) -> BaseClassifier:
-        with _seeded(_stream_seed(self.settings.seed, stream)):
+        with seeded(stream_seed(self.settings.seed, stream)):
             model = BaseClassifier(self.scenario.image_shape, self.scenario.num_classes, width=self.settings.width)
         return model.to(self.settings.device)
 
@@ -219,8 +205,8 @@ class _ClassifierLearner(ContinualLearner):
 
     def learn(self, task: Task) -> None:
         self._check(task)
-        seed = _stream_seed(self.settings.seed, _TASK + task.index)
-        with _seeded(seed):
+        seed = stream_seed(self.settings.seed, _TASK + task.index)
+        with seeded(seed):
             self._learn(task, torch.Generator().manual_seed(seed))
         self.tasks_seen += 1
         classes = task.classes or tuple(task.train.labels.unique().tolist())
@@ -312,7 +298,7 @@ class ExperienceReplay(_ClassifierLearner):
     def end_task(self, task: Task) -> None:
         self._check(task)
         order = torch.argsort(task.global_index) if task.global_index is not None else slice(None)
-        generator = torch.Generator().manual_seed(_stream_seed(self.settings.seed, _RESERVOIR + task.index))
+        generator = torch.Generator().manual_seed(stream_seed(self.settings.seed, _RESERVOIR + task.index))
         self.buffer.add(task.train.images[order], task.train.labels[order], generator)
 
     def state_dict(self) -> dict[str, Any]:
@@ -336,7 +322,7 @@ class GenerativeReplay(_ClassifierLearner):
         super().setup(scenario)
         s = self.settings
         config = VAEConfig(arch="mlp", latent_dim=s.latent_dim, hidden=list(s.hidden))
-        with _seeded(_stream_seed(s.seed, _GENERATOR_INIT)):
+        with seeded(stream_seed(s.seed, _GENERATOR_INIT)):
             self.vae = VAE(config, image_shape=scenario.image_shape, value_range=scenario.value_range).to(s.device)
 
     def _learn(self, task: Task, generator: torch.Generator) -> None:

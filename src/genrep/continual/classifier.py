@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from genrep.continual.seeding import shuffled_batches
 from genrep.errors import InputError, TrainingDivergedError
 
 LOSSES = ("mse-softmax", "ce")
@@ -73,14 +74,6 @@ def _target_matrix(targets: torch.Tensor, n: int, num_classes: int) -> torch.Ten
                      f"{num_classes}); got {tuple(targets.shape)} {targets.dtype}")
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
-    """Shuffled index batches; a trailing batch of one sample joins the previous one (batch norm)."""
-    chunks = list(torch.randperm(n, generator=generator).split(batch_size))
-    if len(chunks) > 1 and len(chunks[-1]) == 1:
-        chunks[-2:] = [torch.cat(chunks[-2:])]
-    return chunks
-
-
 def fit_classifier(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, epochs: int = 15,
                    batch_size: int = 120, lr: float = 2e-3, loss: str = "mse-softmax",
                    weights: torch.Tensor | None = None, generator: torch.Generator | None = None,
@@ -117,7 +110,7 @@ def fit_classifier(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
     history = []
     for epoch in tqdm(range(epochs), desc="classifier", unit="epoch", disable=not progress, leave=False):
         total = 0.0
-        for index in _batches(n, batch_size, generator):
+        for index in shuffled_batches(n, batch_size, generator):
             x, target = images[index].to(device), y[index].to(device)
             past_x, past_y = replay(len(index)) if replay is not None else (x[:0], target[:0])
             if len(past_x):

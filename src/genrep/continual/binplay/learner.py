@@ -37,11 +37,9 @@ decoder sees sign(z) (straight-through) rather than z unless `straight_through=F
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -54,6 +52,7 @@ from genrep.continual.classifier import LOSSES, BaseClassifier, fit_classifier, 
 from genrep.continual.codes import binary_codes
 from genrep.continual.learner import ContinualLearner, module_bytes
 from genrep.continual.scenario import Scenario, Task
+from genrep.continual.seeding import seeded, shuffled_batches, stream_seed
 from genrep.errors import CheckpointError, ConfigError, DataError, InputError, TrainingDivergedError
 
 _INIT, _TASK, _DECODER, _SAMPLE = 0, 1_000, 2_000, 3_000  # random stream offsets (plus the task index)
@@ -109,27 +108,6 @@ class BinPlaySettings:
                               f">= 0, warmup_epochs <= ae_epochs, rates > 0, replay_per_task >= 1 or None)")
 
 
-def _stream_seed(seed: int, stream: int) -> int:
-    return (seed * 1_000_003 + stream) % 2**63
-
-
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Global CPU (and CUDA) RNG seeded to `seed` inside, the caller's state restored after."""
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """Shuffled index batches; a trailing batch of one sample joins the previous one (batch norm)."""
-    chunks = list(torch.randperm(n, generator=generator).split(batch_size))
-    if len(chunks) > 1 and len(chunks[-1]) == 1:
-        chunks[-2:] = [torch.cat(chunks[-2:])]
-    return chunks
-
-
 def index_runs(indices: torch.Tensor) -> torch.Tensor:
     """Sorted distinct int64 indices → their maximal runs of consecutive values, int64 R×2 [start, stop)."""
     if len(indices) == 0:
@@ -172,13 +150,13 @@ class BinPlay(ContinualLearner):
             raise DataError(f"BinPlay needs a labelled scenario; {scenario.name!r} has no classes")
         s = self.settings
         self.scenario = scenario
-        with _seeded(_stream_seed(s.seed, _INIT)):
+        with seeded(stream_seed(s.seed, _INIT)):
             self.encoder = BinaryEncoder(scenario.image_shape, s.n_bits, width=s.width).to(s.device)
             self.decoder = self._new_decoder()
             self.classifier = BaseClassifier(scenario.image_shape, scenario.num_classes,
                                              width=s.classifier_width).to(s.device)
         self.runs, self.labels, self.assigned_index = [], [], None
-        self.sample_generator = torch.Generator().manual_seed(_stream_seed(s.seed, _SAMPLE))
+        self.sample_generator = torch.Generator().manual_seed(stream_seed(s.seed, _SAMPLE))
 
     def _new_decoder(self) -> BinaryDecoder:
         s = self.settings
@@ -282,8 +260,8 @@ class BinPlay(ContinualLearner):
         if task.train.labels is None or len(task.train) < 2:
             raise DataError(f"BinPlay: task {task.index} needs at least 2 labelled training samples")
         pool = self._allocate(task)
-        seed = _stream_seed(self.settings.seed, _TASK + task.index)
-        with _seeded(seed):
+        seed = stream_seed(self.settings.seed, _TASK + task.index)
+        with seeded(seed):
             generator = torch.Generator().manual_seed(seed)
             x = self._to_unit(task.train.images).to(self.settings.device)
             codes = binary_codes(pool, self.settings.n_bits).to(self.settings.device)
@@ -316,7 +294,7 @@ class BinPlay(ContinualLearner):
         bar = tqdm(range(s.ae_epochs), desc=f"task {t} autoencoder", unit="epoch", disable=not s.progress, leave=False)
         for epoch in bar:
             available = torch.ones(len(codes), dtype=torch.bool)
-            for rows in _batches(len(x), s.ae_batch_size, generator):
+            for rows in shuffled_batches(len(x), s.ae_batch_size, generator):
                 z, logits = autoencoder(x[rows], t)
                 loss = F.mse_loss(torch.sigmoid(logits), x[rows], reduction="sum") / len(rows)
                 if epoch >= s.warmup_epochs:  # Alg. 2 on this batch, continuing the epoch's greedy pass
@@ -336,7 +314,7 @@ class BinPlay(ContinualLearner):
         if t == 0:
             decoder, lr = self.decoder, s.first_decoder_lr
         else:
-            with _seeded(_stream_seed(s.seed, _DECODER + t)):
+            with seeded(stream_seed(s.seed, _DECODER + t)):
                 decoder, lr = self._new_decoder(), s.decoder_lr
             frozen = self.decoder.eval()
         decoder.train()
@@ -347,7 +325,7 @@ class BinPlay(ContinualLearner):
         bar = tqdm(range(s.decoder_epochs), desc=f"task {t} decoder", unit="epoch", disable=not s.progress, leave=False)
         for epoch in bar:
             if t == 0:
-                plan = [(rows, torch.empty(0, dtype=torch.int64)) for rows in _batches(len(x), batch, generator)]
+                plan = [(rows, torch.empty(0, dtype=torch.int64)) for rows in shuffled_batches(len(x), batch, generator)]
             else:  # each entry's task uniform over 0 … t; the new task's entries walk through permutations
                 owners = torch.randint(t + 1, (steps, batch), generator=generator)
                 need = int((owners == t).sum())

@@ -1,0 +1,32 @@
+"""Seeded random streams shared by the continual learners (so that resuming after task k replays
+exactly the draws of an uninterrupted run) and shuffled mini-batches."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """Seed of random stream `stream` (a learner's offset plus the task index) of a run seeded `seed`."""
+    return (seed * 1_000_003 + stream) % 2**63
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Global CPU (and CUDA) RNG seeded to `seed` inside, the caller's state restored after."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+    """Shuffled index batches over n rows; a trailing batch of one sample joins the previous one
+    (batch norm cannot train on a single sample)."""
+    chunks = list(torch.randperm(n, generator=generator).split(batch_size))
+    if len(chunks) > 1 and len(chunks[-1]) == 1:
+        chunks[-2:] = [torch.cat(chunks[-2:])]
+    return chunks
