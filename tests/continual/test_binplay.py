@@ -192,6 +192,26 @@ def test_binplay_ablation_switches_run(scenario):
     assert learner.predict(scenario[0].test.images).shape == (len(scenario[0].test), 10)
 
 
+def test_decoder_init_chooses_where_the_task_1_decoder_starts(scenario):
+    """With no decoder epochs the task-1 decoder is exactly its starting point: a new network (fresh), the
+    task-0 decoder (previous) or the autoencoder's copy after training on task 1 (autoencoder), which alone
+    already regenerates task 1 at its assigned codes."""
+    errors = {}
+    for init in ("fresh", "previous", "autoencoder"):
+        learner = BinPlay(**{**TINY, "decoder_epochs": 0, "classifier_epochs": 0, "decoder_init": init})
+        learner.setup(scenario)
+        learner.learn(scenario[0])
+        before = {k: v.clone() for k, v in learner.decoder.state_dict().items()}
+        learner.learn(scenario[1])
+        after = learner.decoder.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before) == (init == "previous")
+        x1 = scenario[1].train.images
+        errors[init] = float((learner.decode(learner.assigned_index, 1) - x1).pow(2).mean())
+    assert errors["autoencoder"] < 0.5 * min(errors["fresh"], errors["previous"])
+    with pytest.raises(ConfigError):
+        BinPlay(decoder_init="random")
+
+
 def test_index_runs_round_trip():
     indices = torch.tensor([3, 4, 5, 9, 10, 20])
     runs = index_runs(indices)

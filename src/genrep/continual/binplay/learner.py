@@ -12,7 +12,10 @@ For task t with n new samples (allocated the chronological indices `Task.global_
    (Adam `first_decoder_lr`); task t > 0 trains a fresh decoder (Adam `decoder_lr`) on batches whose
    entries come from every task seen so far with equal probability: ⟨c(i), x_i⟩ for the new task and
    ⟨c(i), σ(dec_frozen(c(i)))⟩ for a uniformly drawn old index i. `decoder_epochs` epochs of n / B
-   steps, learning rate × `decoder_lr_decay` per epoch; loss ‖σ(dec(c)) − target‖² / B.
+   steps, learning rate × `decoder_lr_decay` per epoch; loss ‖σ(dec(c)) − target‖² / B. The task-t
+   decoder starts as `decoder_init` says: "fresh" (the reference), "previous" (a copy of the frozen
+   decoder: old tasks start remembered) or "autoencoder" (step 1's trained copy: the new task starts
+   remembered too) — the warm starts are ours, for budgets far below the reference's 200 epochs.
 4. Base classifier (§8.3.4, Table 8.3.1): trained on one shuffled set of the new samples — passed
    through the autoencoder, i.e. σ(dec(c_a(i))), when `process_new_through_ae` — with their labels,
    plus `replay_per_task` (default n) regenerated samples of every past task, plain mean loss over
@@ -56,6 +59,7 @@ from genrep.continual.seeding import seeded, shuffled_batches, stream_seed
 from genrep.errors import CheckpointError, ConfigError, DataError, InputError, TrainingDivergedError
 
 _INIT, _TASK, _DECODER, _SAMPLE = 0, 1_000, 2_000, 3_000  # random stream offsets (plus the task index)
+DECODER_INITS = ("fresh", "previous", "autoencoder")  # where task t > 0 starts its decoder (step 3)
 _STATE_KEYS = ("encoder", "decoder", "classifier", "runs", "labels", "sample_generator")
 
 
@@ -77,6 +81,7 @@ class BinPlaySettings:
     decoder_lr: float = 1e-3
     decoder_lr_decay: float = 0.99
     decoder_batch_size: int = 50
+    decoder_init: str = "fresh"
     classifier_width: int = 1
     classifier_epochs: int = 15
     classifier_lr: float = 2e-3
@@ -92,6 +97,8 @@ class BinPlaySettings:
     def __post_init__(self) -> None:
         if self.classifier_loss not in LOSSES:
             raise ConfigError(f"classifier_loss must be one of {', '.join(LOSSES)}; got {self.classifier_loss!r}")
+        if self.decoder_init not in DECODER_INITS:
+            raise ConfigError(f"decoder_init must be one of {', '.join(DECODER_INITS)}; got {self.decoder_init!r}")
         bad = [name for name in ("task_bits", "width", "classifier_width") if getattr(self, name) < 1]
         bad += [name for name in ("ae_batch_size", "decoder_batch_size", "classifier_batch_size")
                 if getattr(self, name) < 2]
@@ -265,8 +272,8 @@ class BinPlay(ContinualLearner):
             generator = torch.Generator().manual_seed(seed)
             x = self._to_unit(task.train.images).to(self.settings.device)
             codes = binary_codes(pool, self.settings.n_bits).to(self.settings.device)
-            assigned = self._fit_autoencoder(x, codes, task.index, generator)  # code position per row (CPU)
-            self.decoder = self._fit_decoder(x, codes[assigned.to(codes.device)], task.index, generator)
+            assigned, ae_decoder = self._fit_autoencoder(x, codes, task.index, generator)  # code position per row
+            self.decoder = self._fit_decoder(x, codes[assigned.to(codes.device)], task.index, generator, ae_decoder)
             self.assigned_index = pool[assigned]
             self._fit_classifier(task, self.assigned_index, generator)
         self.runs.append(index_runs(pool))
@@ -286,7 +293,8 @@ class BinPlay(ContinualLearner):
         return pool
 
     def _fit_autoencoder(self, x: torch.Tensor, codes: torch.Tensor, t: int, generator: torch.Generator):
-        """Steps 1–2 of the module docstring; returns the frozen code position (into `codes`) per sample."""
+        """Steps 1–2 of the module docstring; returns the frozen code position (into `codes`, CPU) per sample
+        and the autoencoder's decoder (the current decoder itself for task 0, a trained copy afterwards)."""
         s = self.settings
         decoder = self.decoder if t == 0 else copy.deepcopy(self.decoder)
         autoencoder = BinaryAutoencoder(self.encoder, decoder, straight_through=s.straight_through).train()
@@ -306,17 +314,22 @@ class BinPlay(ContinualLearner):
         with torch.no_grad():
             z = torch.cat([self.encoder(chunk) for chunk in x.split(500)])
         self.encoder.train()
-        return greedy_assign(z, codes)  # the deterministic pass (data order) that freezes the mapping
+        return greedy_assign(z, codes), decoder  # the deterministic pass (data order) freezes the mapping
 
-    def _fit_decoder(self, x: torch.Tensor, codes: torch.Tensor, t: int, generator: torch.Generator) -> BinaryDecoder:
-        """Step 3: decoder on ⟨c, x⟩ of the new task plus (t > 0) task-balanced replay of its frozen copy."""
+    def _fit_decoder(self, x: torch.Tensor, codes: torch.Tensor, t: int, generator: torch.Generator,
+                     ae_decoder: BinaryDecoder) -> BinaryDecoder:
+        """Step 3: decoder on ⟨c, x⟩ of the new task plus (t > 0) task-balanced replay of its frozen copy;
+        for t > 0 it starts as `decoder_init` says: fresh (reference), the previous decoder, or `ae_decoder`."""
         s = self.settings
         if t == 0:
             decoder, lr = self.decoder, s.first_decoder_lr
         else:
-            with seeded(stream_seed(s.seed, _DECODER + t)):
-                decoder, lr = self._new_decoder(), s.decoder_lr
-            frozen = self.decoder.eval()
+            frozen, lr = self.decoder.eval(), s.decoder_lr
+            if s.decoder_init == "fresh":
+                with seeded(stream_seed(s.seed, _DECODER + t)):
+                    decoder = self._new_decoder()
+            else:
+                decoder = copy.deepcopy(frozen) if s.decoder_init == "previous" else ae_decoder
         decoder.train()
         optimizer = torch.optim.Adam(decoder.parameters(), lr=lr)
         schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=s.decoder_lr_decay)
