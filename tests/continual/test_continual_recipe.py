@@ -29,7 +29,11 @@ def test_parse_overrides_types_and_errors():
 
 def test_method_settings_by_scale():
     assert recipe.method_settings("binplay", "paper") == {}
-    assert recipe.method_settings("binplay", "cpu")["width"] == 8
+    from genrep.continual.binplay import BinPlaySettings
+
+    for scale in recipe.SCALES:  # every scale's overrides are valid settings
+        BinPlaySettings(**recipe.method_settings("binplay", scale))
+    assert recipe.method_settings("binplay", "cpu")["decoder_init"] == "autoencoder"
     assert recipe.method_settings("gr", "smoke")["gen_iters"] == 100
     with pytest.raises(ConfigError, match="unknown method"):
         recipe.method_settings("ewc", "cpu")
