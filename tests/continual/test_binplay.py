@@ -8,7 +8,7 @@ import torch
 
 from genrep.continual.binplay import (BinaryAutoencoder, BinaryDecoder, BinaryEncoder, BinPlay, BinPlaySettings,
                                       binarize, greedy_assign)
-from genrep.continual.binplay.learner import index_runs, run_positions
+from genrep.continual.binplay.learner import index_runs, replay_owners, run_positions
 from genrep.continual.codes import binary_codes
 from genrep.continual.learner import module_bytes
 from genrep.continual.scenario import Scenario, Task
@@ -210,6 +210,18 @@ def test_decoder_init_chooses_where_the_task_1_decoder_starts(scenario):
     assert errors["autoencoder"] < 0.5 * min(errors["fresh"], errors["previous"])
     with pytest.raises(ConfigError):
         BinPlay(decoder_init="random")
+
+
+def test_replay_owners_share_the_batch_between_new_and_old_tasks():
+    generator = torch.Generator().manual_seed(0)
+    uniform = torch.bincount(replay_owners(3, (40_000,), None, generator), minlength=4) / 40_000
+    assert torch.allclose(uniform, torch.full((4,), 0.25), atol=0.01)
+    half = torch.bincount(replay_owners(3, (200, 200), 0.5, generator).flatten(), minlength=4) / 40_000
+    assert torch.allclose(half, torch.tensor([1 / 6, 1 / 6, 1 / 6, 0.5]), atol=0.01)
+    assert bool((replay_owners(2, (100,), 1.0, generator) == 2).all())
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="decoder_new_fraction"):
+            BinPlaySettings(decoder_new_fraction=bad)
 
 
 def test_index_runs_round_trip():

@@ -11,7 +11,8 @@ For task t with n new samples (allocated the chronological indices `Task.global_
 3. Decoder (§8.3.1, Shin et al. 2017): task 0 keeps training the autoencoder's decoder on ⟨c(i), x_i⟩
    (Adam `first_decoder_lr`); task t > 0 trains a fresh decoder (Adam `decoder_lr`) on batches whose
    entries come from every task seen so far with equal probability: ⟨c(i), x_i⟩ for the new task and
-   ⟨c(i), σ(dec_frozen(c(i)))⟩ for a uniformly drawn old index i. `decoder_epochs` epochs of n / B
+   ⟨c(i), σ(dec_frozen(c(i)))⟩ for a uniformly drawn old index i (`decoder_new_fraction` f: the new
+   task's share of the entries instead, old tasks equally sharing 1 − f). `decoder_epochs` epochs of n / B
    steps, learning rate × `decoder_lr_decay` per epoch; loss ‖σ(dec(c)) − target‖² / B. The task-t
    decoder starts as `decoder_init` says: "fresh" (the reference), "previous" (a copy of the frozen
    decoder: old tasks start remembered) or "autoencoder" (step 1's trained copy: the new task starts
@@ -82,6 +83,7 @@ class BinPlaySettings:
     decoder_lr_decay: float = 0.99
     decoder_batch_size: int = 50
     decoder_init: str = "fresh"
+    decoder_new_fraction: float | None = None
     classifier_width: int = 1
     classifier_epochs: int = 15
     classifier_lr: float = 2e-3
@@ -110,9 +112,12 @@ class BinPlaySettings:
             bad.append("assignment_weight/warmup_epochs")
         if self.replay_per_task is not None and self.replay_per_task < 1:
             bad.append("replay_per_task")
+        if self.decoder_new_fraction is not None and not 0 < self.decoder_new_fraction <= 1:
+            bad.append("decoder_new_fraction")
         if bad:
             raise ConfigError(f"BinPlaySettings: invalid {', '.join(bad)} (need widths >= 1, batch sizes >= 2, epochs "
-                              f">= 0, warmup_epochs <= ae_epochs, rates > 0, replay_per_task >= 1 or None)")
+                              f">= 0, warmup_epochs <= ae_epochs, rates > 0, replay_per_task >= 1 or None, "
+                              f"decoder_new_fraction in (0, 1] or None)")
 
 
 def index_runs(indices: torch.Tensor) -> torch.Tensor:
@@ -130,6 +135,15 @@ def run_positions(runs: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     ends = (runs[:, 1] - runs[:, 0]).cumsum(0)
     which = torch.searchsorted(ends, positions, right=True)
     return runs[which, 0] + positions - (ends[which] - (runs[which, 1] - runs[which, 0]))
+
+
+def replay_owners(t: int, shape: tuple[int, ...], new_fraction: float | None, generator: torch.Generator):
+    """The task (0 … t) of every entry of the task-t decoder's batches: t with probability `new_fraction`,
+    else uniform over the old tasks 0 … t−1; uniform over 0 … t (the reference) for None."""
+    if new_fraction is None:
+        return torch.randint(t + 1, shape, generator=generator)
+    is_new = torch.rand(shape, generator=generator) < new_fraction
+    return torch.where(is_new, t, torch.randint(t, shape, generator=generator))
 
 
 class BinPlay(ContinualLearner):
@@ -339,8 +353,8 @@ class BinPlay(ContinualLearner):
         for epoch in bar:
             if t == 0:
                 plan = [(rows, torch.empty(0, dtype=torch.int64)) for rows in shuffled_batches(len(x), batch, generator)]
-            else:  # each entry's task uniform over 0 … t; the new task's entries walk through permutations
-                owners = torch.randint(t + 1, (steps, batch), generator=generator)
+            else:  # the new task's entries walk through permutations of its samples
+                owners = replay_owners(t, (steps, batch), s.decoder_new_fraction, generator)
                 need = int((owners == t).sum())
                 while len(new_rows) < need:
                     new_rows = torch.cat([new_rows, torch.randperm(len(x), generator=generator)])
