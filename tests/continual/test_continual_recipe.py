@@ -27,6 +27,14 @@ def test_parse_overrides_types_and_errors():
         recipe.parse_overrides(["epochs"])
 
 
+def test_seed_list_takes_a_count_or_a_list():
+    assert recipe.seed_list(3) == recipe.seed_list("3") == [0, 1, 2]
+    assert recipe.seed_list("1,2") == [1, 2] and recipe.seed_list("2,") == [2] and recipe.seed_list([4]) == [4]
+    for bad in (0, "0", "a,b", "1,1", [-1]):
+        with pytest.raises(ConfigError, match="--seeds"):
+            recipe.seed_list(bad)
+
+
 def test_method_settings_by_scale():
     assert recipe.method_settings("binplay", "paper") == {}
     from genrep.continual.binplay import BinPlaySettings

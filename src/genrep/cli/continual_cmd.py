@@ -19,7 +19,8 @@ def register(commands) -> None:
                         "dirichlet-mnist, dirichlet-fashion-mnist, calorimeter-energy, mnist-fashion-mnist")
     p.add_argument("--scale", default="smoke", choices=SCALES,
                    help="smoke (300 images per task, seconds), cpu (full data, 2 cores), paper (published settings)")
-    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
+    p.add_argument("--seeds", default="1", help="N: seeds 0..N-1 (default 1); or a list such as 1,2 or 2, (to run "
+                   "one folder's seeds in parallel processes; then --seeds N --resume writes the summary of all)")
     p.add_argument("--out", default=None, help="folder (default runs/continual/METHOD-SCENARIO-SCALE)")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="override a learner setting, e.g. --set epochs=5 --set buffer_size=500 (repeatable)")

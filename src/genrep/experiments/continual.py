@@ -98,10 +98,28 @@ def mean_sem(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
-def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int = 1, out: str | Path,
+def seed_list(seeds: int | str | list[int]) -> list[int]:
+    """`--seeds`: a count N (seeds 0 … N−1) or a comma-separated list of seeds ("1,2", e.g. to run the
+    seeds of one cell in parallel processes into the same folder; "2," is seed 2 alone)."""
+    if isinstance(seeds, str):
+        try:
+            seeds = [int(part) for part in seeds.split(",") if part.strip()] if "," in seeds else int(seeds)
+        except ValueError:
+            raise ConfigError(f"--seeds takes a count or a comma-separated list of seeds, got {seeds!r}") from None
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+        return list(range(seeds))
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds list must hold distinct seeds >= 0, got {seeds}")
+    return list(seeds)
+
+
+def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int | str | list[int] = 1,
+               out: str | Path,
                overrides: dict[str, Any] | None = None, resume: bool = False, overwrite: bool = False,
                progress: bool = True, log=print) -> dict[str, Any]:
-    """Run `method` on `scenario` for seeds 0..seeds−1 into out/seed{s} (each a `run_scenario`
+    """Run `method` on `scenario` for `seed_list(seeds)` into out/seed{s} (each a `run_scenario`
     folder: checkpoint, results.json, heatmap.png, curves.png, and replay.png for generative replay)
     and write out/summary.json with
     the average accuracy after the last task (mean ± SEM over seeds), forgetting, memory and wall
@@ -111,14 +129,13 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int =
     from genrep.runs import write_json
 
     check_choice("scale", scale, SCALES)
-    if seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    seeds = seed_list(seeds)
     settings = {**method_settings(method, scale), **(overrides or {})}
     if "seed" in settings:
         raise ConfigError("set seeds with --seeds, not --set seed=...")
     out = Path(out)
     per_seed = []
-    for seed in range(seeds):
+    for seed in seeds:
         scenario_obj = build_scenario(scenario, seed=seed, limit=TRAIN_LIMIT[scale])
         learner = build_learner(method, seed=seed, overrides=settings)
         started = time.perf_counter()
@@ -131,10 +148,10 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int =
                          "run_s": round(time.perf_counter() - started, 1),
                          "final_row": [float(v) for v in result.matrices["accuracy"][-1]]})
     accuracy = mean_sem([100 * r["average_accuracy"] for r in per_seed])
-    summary = {"method": method, "scenario": scenario, "scale": scale, "seeds": list(range(seeds)),
+    summary = {"method": method, "scenario": scenario, "scale": scale, "seeds": seeds,
                "settings": settings, "average_accuracy_percent": {"mean": accuracy[0], "sem": accuracy[1]},
                "memory_mb": max(r["memory_mb"] for r in per_seed),
-               "wall_time_s": {"mean": sum(r["wall_time_s"] for r in per_seed) / seeds,
+               "wall_time_s": {"mean": sum(r["wall_time_s"] for r in per_seed) / len(seeds),
                                "max": max(r["wall_time_s"] for r in per_seed)},
                "per_seed": per_seed}
     write_json(out / "summary.json", summary)
