@@ -7,8 +7,9 @@ Scales (settings of every learner; `--set key=value` overrides any of them):
 - `cpu`: the full training split, the reference classifier schedule (15 epochs, batch 120, Adam
   2e-3: cheap on a CPU), GR's reference VAE budget, and BinPlay (`CPU_BINPLAY`) with a 4-filter
   autoencoder, 3 autoencoder and 15 decoder epochs per task instead of 20 and 200, and the task-t
-  decoder warm-started from the autoencoder's decoder (lr 5e-3) instead of a fresh one: with a fresh
-  decoder, 5 epochs regenerate one blurred class per task (benchmarks/RESULTS.md);
+  decoder warm-started from the autoencoder's decoder (lr 5e-3) instead of a fresh one, the new task
+  half of its replay batches: with a fresh decoder, 5 epochs regenerate one blurred class per task
+  (benchmarks/RESULTS.md);
 - `paper`: the published settings (METHODS.md §4; `BinPlaySettings` defaults).
 """
 
@@ -33,7 +34,7 @@ CLASSIFIER = {"smoke": {}, "cpu": {}, "paper": {}}
 GENERATOR = {"smoke": {"gen_iters": 100}, "cpu": {}, "paper": {}}
 SMOKE_BINPLAY = {"width": 8, "ae_epochs": 10, "warmup_epochs": 3, "decoder_epochs": 40}
 CPU_BINPLAY = {"width": 4, "ae_epochs": 3, "warmup_epochs": 1, "decoder_epochs": 15, "decoder_init": "autoencoder",
-               "decoder_lr": 5e-3}
+               "decoder_lr": 5e-3, "decoder_new_fraction": 0.5}
 TRAIN_LIMIT = {"smoke": 300, "cpu": None, "paper": None}
 
 
