@@ -332,8 +332,9 @@ class BinPlay(ContinualLearner):
 
     def _fit_decoder(self, x: torch.Tensor, codes: torch.Tensor, t: int, generator: torch.Generator,
                      ae_decoder: BinaryDecoder) -> BinaryDecoder:
-        """Step 3: decoder on ⟨c, x⟩ of the new task plus (t > 0) task-balanced replay of its frozen copy;
-        for t > 0 it starts as `decoder_init` says: fresh (reference), the previous decoder, or `ae_decoder`."""
+        """Step 3: decoder on ⟨c, x⟩ of the new task plus (t > 0) replay of its frozen copy, each batch entry's
+        task drawn by `replay_owners`; for t > 0 it starts as `decoder_init` says: fresh (reference), the
+        previous decoder, or `ae_decoder`."""
         s = self.settings
         if t == 0:
             decoder, lr = self.decoder, s.first_decoder_lr
