@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from genrep.continual.binplay import (BinaryAutoencoder, BinaryDecoder, BinaryEncoder, BinPlay, BinPlaySettings,
-                                      binarize, greedy_assign)
+                                      binarize, bit_agreement, greedy_assign)
 from genrep.continual.binplay.learner import index_runs, replay_owners, run_positions
 from genrep.continual.codes import binary_codes
 from genrep.continual.learner import module_bytes
@@ -66,6 +66,14 @@ def test_assignment_continues_over_mini_batches_with_an_availability_mask():
     assert torch.equal(torch.cat(pieces), greedy_assign(z, codes))
     with pytest.raises(InputError):
         greedy_assign(z[:1], codes, available=available)
+
+
+def test_bit_agreement_counts_matching_signs_with_zero_as_plus_one():
+    z = torch.tensor([[0.3, -2.0], [-0.1, 0.0]])
+    codes = torch.tensor([[1.0, -1.0], [1.0, 1.0]])
+    assert bit_agreement(z, codes) == 0.75
+    with pytest.raises(InputError, match="one shape"):
+        bit_agreement(z, codes[:1])
 
 
 def test_assignment_speed_12k_samples_200_bits():
@@ -178,6 +186,43 @@ def test_binplay_state_round_trip_and_resume(scenario, trained):
     assert torch.equal(resumed.predict(images), learner.predict(images))
     with pytest.raises(InputError):
         resumed.learn(scenario[0])
+
+
+class _FixedEmbeddings(torch.nn.Module):
+    """An 'encoder' that returns the next rows of a fixed N×n matrix on every call (data order)."""
+
+    def __init__(self, z: torch.Tensor):
+        super().__init__()
+        self.z, self.offset = z, 0
+
+    def forward(self, x):
+        out = self.z[self.offset:self.offset + len(x)]
+        self.offset += len(x)
+        return out
+
+
+@pytest.mark.parametrize("on_codes", [True, False])
+def test_binplay_records_how_far_the_assignment_converged(scenario, trained, on_codes):
+    """Embeddings on (scaled) codes of the task's own indices are frozen to exactly those codes: agreement 1;
+    embeddings unrelated to the codes agree on the bits the greedy choice of near codes gives. Both end up in
+    `diagnostics()`."""
+    learner, _ = trained
+    agreement = learner.diagnostics()["assignment_bit_agreement"]
+    assert len(agreement) == 2 and all(0.5 < a <= 1 for a in agreement)
+    task, generator = scenario[0], torch.Generator().manual_seed(3)
+    order = torch.randperm(len(task.train), generator=generator)
+    z = (0.5 * binary_codes(order, 32) if on_codes else torch.randn(len(task.train), 32, generator=generator))
+    probe = BinPlay(**{**TINY, "ae_epochs": 0, "warmup_epochs": 0, "decoder_epochs": 0, "classifier_epochs": 0})
+    probe.setup(scenario)
+    probe.encoder = _FixedEmbeddings(z)
+    probe.learn(task)
+    [value] = probe.diagnostics()["assignment_bit_agreement"]
+    if on_codes:
+        assert value == 1.0 and torch.equal(probe.assigned_index, order)
+    else:  # the greedy pass still picks near codes: what embeddings unrelated to their images reach
+        codes = binary_codes(torch.arange(len(task.train)), 32)
+        assert value == pytest.approx(bit_agreement(z, codes[greedy_assign(z, codes)]), abs=1e-4) and 0.5 < value < 0.9
+    assert BinPlay(**TINY).diagnostics() == {"assignment_bit_agreement": []}
 
 
 def test_binplay_ablation_switches_run(scenario):

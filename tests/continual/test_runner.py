@@ -67,6 +67,9 @@ class Memorizer(ContinualLearner):
     def end_task(self, task):
         self.tasks_done += 1
 
+    def diagnostics(self):
+        return {"tasks_done": self.tasks_done}
+
     def predict(self, x):
         label = (x[:, 0, 0, 0] * 100).round().long()
         age = self.tasks_done - 1 - self.learned_at[label]
@@ -223,6 +226,7 @@ def test_results_json_and_pictures(tmp_path):
     assert data["summary"]["accuracy"]["forgetting"] == pytest.approx(0.3)
     assert data["memory_bytes"] == [100, 200, 300] and len(data["wall_times"]) == 3
     assert data["tasks_finished"] == 3 and data["higher_is_better"] == {"accuracy": True}
+    assert data["diagnostics"] == {"tasks_done": 3}  # the learner's own facts, as of the last finished task
     for picture in ("heatmap.png", "curves.png"):
         assert (tmp_path / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

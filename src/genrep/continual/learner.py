@@ -51,6 +51,11 @@ class ContinualLearner(abc.ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict()` (after `setup(scenario)` on the same scenario)."""
 
+    def diagnostics(self) -> dict[str, Any]:
+        """JSON-ready facts about the training so far (e.g. one value per learned task) that the runner
+        writes into results.json under "diagnostics"; none by default."""
+        return {}
+
     def memory_bytes(self) -> int:
         """Bytes kept between tasks (parameters and buffers of kept networks, stored samples)."""
         return 0

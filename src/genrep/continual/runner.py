@@ -215,7 +215,7 @@ def _save(out_dir: Path, scenario: Scenario, learner: ContinualLearner, progress
         "learner": type(learner).__name__, "kind": learner.kind,
         "tasks": [{"index": t.index, "name": t.name, "classes": list(t.classes), "train_size": len(t.train),
                    "val_size": 0 if t.val is None else len(t.val), "test_size": len(t.test)} for t in scenario],
-        **result.to_dict(),
+        **result.to_dict(), "diagnostics": learner.diagnostics(),
     })
     main, names = result.main_metric, [t.name for t in scenario]
     kwargs = dict(metric=main, task_names=names, higher_is_better=result.higher_is_better[main])

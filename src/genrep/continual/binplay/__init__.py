@@ -1,8 +1,8 @@
 """BinPlay (thesis ch.8): binary latent autoencoder, greedy code assignment (Alg. 2) and the learner."""
 
-from genrep.continual.binplay.assignment import greedy_assign
+from genrep.continual.binplay.assignment import bit_agreement, greedy_assign
 from genrep.continual.binplay.autoencoder import BinaryAutoencoder, BinaryDecoder, BinaryEncoder, binarize
 from genrep.continual.binplay.learner import BinPlay, BinPlaySettings
 
 __all__ = ["BinPlay", "BinPlaySettings", "BinaryAutoencoder", "BinaryDecoder", "BinaryEncoder", "binarize",
-           "greedy_assign"]
+           "bit_agreement", "greedy_assign"]

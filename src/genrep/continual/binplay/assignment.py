@@ -71,3 +71,13 @@ def greedy_assign(z: torch.Tensor, codes: torch.Tensor, *, order: torch.Tensor |
             picks[position] = pick
         result[rows] = chosen
     return result
+
+
+@torch.no_grad()
+def bit_agreement(z: torch.Tensor, codes: torch.Tensor) -> float:
+    """Share of the bits of sign(z) (0 ↦ +1) equal to the ±1 `codes` of the same rows (both N×n): 1 when
+    every embedding sits on the orthant of its code, about 0.5 for codes unrelated to the embeddings."""
+    if z.shape != codes.shape or z.ndim != 2:
+        raise InputError(f"bit_agreement needs embeddings and codes of one shape N×n, got {tuple(z.shape)} and "
+                         f"{tuple(codes.shape)}")
+    return float((torch.where(z >= 0, 1.0, -1.0).to(codes) == codes).float().mean())
