@@ -76,7 +76,8 @@ def greedy_assign(z: torch.Tensor, codes: torch.Tensor, *, order: torch.Tensor |
 @torch.no_grad()
 def bit_agreement(z: torch.Tensor, codes: torch.Tensor) -> float:
     """Share of the bits of sign(z) (0 ↦ +1) equal to the ±1 `codes` of the same rows (both N×n): 1 when
-    every embedding sits on the orthant of its code, about 0.5 for codes unrelated to the embeddings."""
+    every embedding sits on the orthant of its code, about 0.5 for codes drawn independently of them (codes
+    picked as the nearest free ones, as by `greedy_assign`, agree more even then)."""
     if z.shape != codes.shape or z.ndim != 2:
         raise InputError(f"bit_agreement needs embeddings and codes of one shape N×n, got {tuple(z.shape)} and "
                          f"{tuple(codes.shape)}")
