@@ -74,6 +74,8 @@ def test_bit_agreement_counts_matching_signs_with_zero_as_plus_one():
     assert bit_agreement(z, codes) == 0.75
     with pytest.raises(InputError, match="one shape"):
         bit_agreement(z, codes[:1])
+    with pytest.raises(InputError, match="-1, \\+1"):
+        bit_agreement(z, (codes + 1) / 2)
 
 
 def test_assignment_speed_12k_samples_200_bits():
@@ -221,7 +223,8 @@ def test_binplay_records_how_far_the_assignment_converged(scenario, trained, on_
         assert value == 1.0 and torch.equal(probe.assigned_index, order)
     else:  # the greedy pass still picks near codes: what embeddings unrelated to their images reach
         codes = binary_codes(torch.arange(len(task.train)), 32)
-        assert value == pytest.approx(bit_agreement(z, codes[greedy_assign(z, codes)]), abs=1e-4) and 0.5 < value < 0.9
+        expected = bit_agreement(z, codes[greedy_assign(z, codes)])
+        assert value == pytest.approx(expected, abs=1e-4) and 0.5 < value < 0.9
     assert BinPlay(**TINY).diagnostics() == {"assignment_bit_agreement": []}
 
 

@@ -7,7 +7,8 @@ def register(commands) -> None:
     p = commands.add_parser(
         "reproduce", help="rerun a published thesis table at a chosen scale",
         description="Train and evaluate every cell of a thesis table and print our values (mean ± std over "
-                    "seeds; ± SEM for table-8.4.1, as published) beside the published ones. Finished runs in --out are reused.")
+                    "seeds; ± SEM for table-8.4.1, as published) beside the published ones. Finished runs in "
+                    "--out are reused.")
     p.add_argument("table", help="e.g. table-4.3.1 (`genrep reproduce list` shows all)")
     p.add_argument("--scale", default="smoke", help="smoke (CI, minutes), cpu (2 cores, < 1 h), paper (published)")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")

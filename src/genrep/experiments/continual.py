@@ -117,8 +117,7 @@ def seed_list(seeds: int | str | list[int]) -> list[int]:
 
 
 def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int | str | list[int] = 1,
-               out: str | Path,
-               overrides: dict[str, Any] | None = None, resume: bool = False, overwrite: bool = False,
+               out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False, overwrite: bool = False,
                progress: bool = True, log=print) -> dict[str, Any]:
     """Run `method` on `scenario` for `seed_list(seeds)` into out/seed{s} (each a `run_scenario`
     folder: checkpoint, results.json, heatmap.png, curves.png, and replay.png for generative replay)

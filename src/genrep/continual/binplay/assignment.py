@@ -81,4 +81,6 @@ def bit_agreement(z: torch.Tensor, codes: torch.Tensor) -> float:
     if z.shape != codes.shape or z.ndim != 2:
         raise InputError(f"bit_agreement needs embeddings and codes of one shape N×n, got {tuple(z.shape)} and "
                          f"{tuple(codes.shape)}")
+    if not bool((codes.abs() == 1).all()):
+        raise InputError("bit_agreement needs codes with values in {-1, +1} (as binary_codes gives)")
     return float((torch.where(z >= 0, 1.0, -1.0).to(codes) == codes).float().mean())

@@ -297,11 +297,12 @@ class BinPlay(ContinualLearner):
             generator = torch.Generator().manual_seed(seed)
             x = self._to_unit(task.train.images).to(self.settings.device)
             codes = binary_codes(pool, self.settings.n_bits).to(self.settings.device)
-            assigned, ae_decoder = self._fit_autoencoder(x, codes, task.index, generator)  # code position per row
+            assigned, ae_decoder, agreement = self._fit_autoencoder(x, codes, task.index, generator)
             self.decoder = self._fit_decoder(x, codes[assigned.to(codes.device)], task.index, generator, ae_decoder)
             self.assigned_index = pool[assigned]
             self._fit_classifier(task, self.assigned_index, generator)
         self.runs.append(index_runs(pool))
+        self.assignment_agreement.append(agreement)
         if not self.settings.soft_targets:
             self.labels.append(task.train.labels[assigned.argsort()].to(torch.int16))
 
@@ -318,8 +319,9 @@ class BinPlay(ContinualLearner):
         return pool
 
     def _fit_autoencoder(self, x: torch.Tensor, codes: torch.Tensor, t: int, generator: torch.Generator):
-        """Steps 1–2 of the module docstring; returns the frozen code position (into `codes`, CPU) per sample
-        and the autoencoder's decoder (the current decoder itself for task 0, a trained copy afterwards)."""
+        """Steps 1–2 of the module docstring; returns the frozen code position (into `codes`, CPU) per sample,
+        the autoencoder's decoder (the current decoder itself for task 0, a trained copy afterwards) and the
+        `bit_agreement` of the embeddings with their frozen codes."""
         s = self.settings
         decoder = self.decoder if t == 0 else copy.deepcopy(self.decoder)
         autoencoder = BinaryAutoencoder(self.encoder, decoder, straight_through=s.straight_through).train()
@@ -340,8 +342,7 @@ class BinPlay(ContinualLearner):
             z = torch.cat([self.encoder(chunk) for chunk in x.split(500)])
         self.encoder.train()
         assigned = greedy_assign(z, codes)  # the deterministic pass (data order) freezes the mapping
-        self.assignment_agreement.append(bit_agreement(z, codes[assigned.to(codes.device)]))
-        return assigned, decoder
+        return assigned, decoder, bit_agreement(z, codes[assigned.to(codes.device)])
 
     def _fit_decoder(self, x: torch.Tensor, codes: torch.Tensor, t: int, generator: torch.Generator,
                      ae_decoder: BinaryDecoder) -> BinaryDecoder:
