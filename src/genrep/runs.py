@@ -50,7 +50,8 @@ def write_json(path: str | Path, data: dict[str, Any]) -> None:
 
 def write_report(run_dir: str | Path, *, title: str, summary: dict[str, Any], pictures: list[tuple[str, Path]],
                  notes: str = "") -> Path:
-    """A short Markdown report: the summary as a table and the pictures embedded by relative path."""
+    """A short Markdown report: the summary as a table and the pictures embedded by their path relative
+    to the report itself (`pictures` may be absolute or relative to the working directory)."""
     run_dir = Path(run_dir)
     lines = [f"# {title}", ""]
     if notes:
@@ -60,8 +61,8 @@ def write_report(run_dir: str | Path, *, title: str, summary: dict[str, Any], pi
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
         lines.append(f"| {key} | {shown} |")
     for caption, picture in pictures:
-        rel = Path(picture).relative_to(run_dir) if Path(picture).is_absolute() else picture
-        lines += ["", f"## {caption}", "", f"![{caption}]({rel.as_posix()})"]
+        rel = Path(os.path.relpath(Path(picture).resolve(), run_dir.resolve())).as_posix()
+        lines += ["", f"## {caption}", "", f"![{caption}]({rel})"]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -154,6 +154,7 @@ def test_sequence_scenario_offsets_labels():
         sequence_scenario([])
 
 
+@pytest.mark.needs_source("mnist", "fashion_mnist")
 def test_mnist_then_fashion_mnist():
     scenario = build_scenario("mnist-fashion-mnist", limit=50)
     assert scenario.name == "mnist-fashion-mnist" and scenario.num_classes == 20

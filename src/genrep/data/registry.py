@@ -26,13 +26,18 @@ class Source:
 _SOURCES: dict[str, Source] = {}
 
 
-def register_source(name: str, *, load, status, description: str, splits=("train", "test")) -> None:
+def register_source(name: str, *, load, status, description: str, splits=("train", "test"),
+                    replace: bool = False) -> None:
+    """Add data source `name` beside the built-in ones (which are loaded first, so they are never
+    hidden); an existing name is refused unless `replace=True`."""
+    _ensure_builtin_sources()
+    if name in _SOURCES and not replace:
+        raise DataError(f"data set {name!r} is already registered; choose another name or pass replace=True")
     _SOURCES[name] = Source(name, load, status, description, tuple(splits))
 
 
 def _ensure_builtin_sources() -> None:
-    if not _SOURCES:
-        from genrep.data import sources  # noqa: F401  (registers the built-in sources)
+    from genrep.data import sources  # noqa: F401  (registers the built-in sources)
 
 
 def dataset_names() -> list[str]:

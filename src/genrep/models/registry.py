@@ -24,13 +24,18 @@ class ModelSpec:
 _MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, *, config_cls: type, build, description: str, conditional: bool = False) -> None:
+def register_model(name: str, *, config_cls: type, build, description: str, conditional: bool = False,
+                   replace: bool = False) -> None:
+    """Add model `name` beside the built-in ones (which are loaded first, so they are never hidden);
+    an existing name is refused unless `replace=True`."""
+    _ensure_builtin_models()
+    if name in _MODELS and not replace:
+        raise ConfigError(f"model {name!r} is already registered; choose another name or pass replace=True")
     _MODELS[name] = ModelSpec(name, config_cls, build, description, conditional)
 
 
 def _ensure_builtin_models() -> None:
-    if not _MODELS:
-        from genrep.models import builtin  # noqa: F401
+    from genrep.models import builtin  # noqa: F401
 
 
 def model_names() -> list[str]:
