@@ -16,7 +16,7 @@ from genrep.models.sae_losses import (
     max_pyramid_levels,
     sinkhorn_loss,
 )
-from genrep.models.sinkhorn_ae import SinkhornAEConfig
+from genrep.models.sinkhorn_ae import SINKHORN_PRESETS, THESIS_SCALING, SinkhornAEConfig
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +95,39 @@ def test_converged_sinkhorn_approaches_half_squared_w2_of_a_shift():
     v = torch.tensor([1.0, -0.5])
     value = float(sinkhorn_loss(0.01, 0.9, None)(z, z + v))
     assert value == pytest.approx(0.5 * float(v @ v), rel=0.05)
+
+
+def test_presets_resolve_and_fields_override_them():
+    assert SinkhornAEConfig().sinkhorn_preset == "thesis"
+    assert SinkhornAEConfig().sinkhorn_settings() == (0.05, THESIS_SCALING, None)
+    assert SINKHORN_PRESETS["reference"] == (0.05, 0.95, 0.01)
+    reference = SinkhornAEConfig(sinkhorn_preset="reference")
+    assert reference.sinkhorn_settings() == (0.05, 0.95, 0.01)
+    assert SinkhornAEConfig(sinkhorn_preset="reference", sinkhorn_blur=0.1).sinkhorn_settings() == (0.1, 0.95, 0.01)
+    assert SinkhornAEConfig(sinkhorn_scaling=0.5, sinkhorn_diameter=3.0).sinkhorn_settings() == (0.05, 0.5, 3.0)
+    with pytest.raises(ConfigError, match="model.sinkhorn_preset must be one of thesis, reference, got 'exact'"):
+        SinkhornAEConfig(sinkhorn_preset="exact")
+
+
+def test_thesis_preset_is_the_converged_divergence_and_reference_is_not():
+    """At blur 0.05 on clouds of spread ~2, S_ε is within a few % of the exact ½W₂² (POT's network
+    simplex); the reference preset's two Sinkhorn iterations are not."""
+    import ot
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(100, 8, generator=gen) * 2, torch.randn(100, 8, generator=gen) * 2.4 + 0.6
+    weights = torch.full((100,), 0.01, dtype=torch.float64)
+    exact = float(ot.emd2(weights, weights, 0.5 * torch.cdist(a.double(), b.double()) ** 2))
+    thesis = float(sinkhorn_loss(*SinkhornAEConfig().sinkhorn_settings())(a, b))
+    reference = float(sinkhorn_loss(*SinkhornAEConfig(sinkhorn_preset="reference").sinkhorn_settings())(a, b))
+    assert thesis == pytest.approx(exact, rel=0.03)
+    assert abs(reference - exact) / exact > 0.06
+
+
+def test_the_model_uses_its_preset(digits):
+    for preset in SINKHORN_PRESETS:
+        loss = _model(digits, sinkhorn_preset=preset).sinkhorn.loss
+        assert (loss.blur, loss.scaling, loss.diameter) == SINKHORN_PRESETS[preset]
 
 
 def test_diversity_regulariser_masks_pairs_below_tau():

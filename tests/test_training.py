@@ -138,8 +138,8 @@ def test_interrupted_run_resumes_to_identical_parameters(tmp_path):
 
 def test_resume_with_incompatible_config_names_the_keys(tmp_path):
     fit(cfg_of(steps=5), tmp_path)
-    trainer = Trainer(cfg_of(steps=8, lr=0.5), fabric=launch_fabric(cfg_of()), run_dir=tmp_path, resume=True)
-    with pytest.raises(ConfigError, match=r"train\.lr.*model\.hidden|model\.hidden.*train\.lr"):
+    trainer = Trainer(cfg_of(steps=8, batch_size=8), fabric=launch_fabric(cfg_of()), run_dir=tmp_path, resume=True)
+    with pytest.raises(ConfigError, match=r"train\.batch_size.*model\.hidden|model\.hidden.*train\.batch_size"):
         trainer.fit(ToyAE(), data(), config={"model": {"hidden": 32}})
     # a longer step budget and other logging settings are fine
     _, result = fit(cfg_of(steps=8, log_every=2, checkpoint_every=3), tmp_path, resume=True)

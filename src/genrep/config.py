@@ -146,14 +146,34 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """One line: "line 3, column 2: expected <block end>, but found '<block mapping start>'
+    (while parsing a block mapping that starts at line 1, column 1)" from yaml's marks (1-based)."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if problem is None:
+        return " ".join(str(err).split())
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+    context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context:
+        where = (f" that starts at line {context_mark.line + 1}, column {context_mark.column + 1}"
+                 if context_mark is not None else "")
+        text += f" ({context}{where})"
+    return text
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {getattr(err, 'strerror', None) or err}") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(err)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -162,4 +182,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def dump_yaml(config: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    """Write `config` as YAML to `path` (parent folders created; OutputError when it cannot be written)."""
+    from genrep.utils.files import output_file, writing
+
+    text = yaml.safe_dump(to_dict(config), sort_keys=False)
+    with writing(output_file(path)):
+        Path(path).write_text(text)

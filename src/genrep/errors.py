@@ -32,3 +32,27 @@ class TrainingDivergedError(GenrepError):
 
 class RunExistsError(GenrepError):
     """The run folder exists and neither --overwrite nor --resume was given."""
+
+
+class UnsafeFileError(CheckpointError, DataError):
+    """A file (checkpoint, weights, feature network, .npz/.npy array) holds pickled Python objects
+    beyond tensors, numbers and strings (classes, functions: code that unpickling would import and
+    run). genrep refuses to load it for safety; it is both a CheckpointError and a DataError, so
+    callers that catch either kind of unreadable file catch this one too."""
+
+
+class OutputError(GenrepError, OSError):
+    """An output file or folder cannot be written (read-only file system, disk full, no permission,
+    a parent that is a file, ...); the message is "cannot write PATH: reason". Also an OSError, so
+    code that catches the file system's errors catches it too."""
+
+
+class GenrepWarning(UserWarning):
+    """A result was computed but may be meaningless (e.g. inputs outside the range a model was built
+    for); the CLI prints it as "genrep: warning: ..."."""
+
+
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """`err` as "Type: message" on one line, whitespace collapsed, cut to `limit` characters."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:limit]}" if text else type(err).__name__

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from genrep.errors import ConfigError, RunExistsError
+from genrep.utils.files import output_dir, output_file, writing
 
 
 def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False) -> Path:
@@ -32,20 +33,59 @@ def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool =
         if not (path / "config.yaml").is_file():
             raise RunExistsError(f"cannot resume: {path} is not a run folder (no config.yaml)")
         return path
-    if path.exists() and any(path.iterdir()):
+    if path.is_dir() and any(path.iterdir()):
         if not overwrite:
             raise RunExistsError(f"run folder {path} exists; pass --overwrite to replace it or --resume to continue it")
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+        with writing(path):
+            shutil.rmtree(path)
+    return output_dir(path)
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
-    """Atomic JSON write."""
-    path = Path(path)
+    """Atomic JSON write (parent folders created); OutputError "cannot write PATH: reason" when the
+    file system refuses."""
+    path = output_file(path)
+    text = json.dumps(data, indent=2, default=float) + "\n"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+    with writing(path):
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def read_json(path: str | Path, *, what: str = "JSON file") -> Any:
+    """The JSON document in `path`; ConfigError naming the file (and the line of the syntax error)
+    when it is missing, unreadable or not valid JSON."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {what} {path}: {getattr(err, 'strerror', None) or err}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{what} {path} is corrupted: not valid JSON (line {err.lineno}, column {err.colno}:"
+                          f" {err.msg}); restore it from a copy or retrain the run") from None
+
+
+def read_data_spec(run_dir: str | Path) -> Any:
+    """The `DataSpec` in RUN/data_spec.json (image shape, value range, classes/conditions the model
+    was built for); ConfigError naming the file when it is missing, corrupted or ill-typed."""
+    from genrep.config import from_dict
+    from genrep.data import DataSpec
+
+    path = Path(run_dir) / "data_spec.json"
+    raw = read_json(path, what="run data spec")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"run data spec {path} is corrupted: it holds a {type(raw).__name__}, not a JSON object")
+    try:
+        return from_dict(DataSpec, raw)
+    except ConfigError as err:
+        raise ConfigError(f"run data spec {path} is corrupted: {err}") from None
 
 
 def write_report(run_dir: str | Path, *, title: str, summary: dict[str, Any], pictures: list[tuple[str, Path]],
@@ -64,5 +104,6 @@ def write_report(run_dir: str | Path, *, title: str, summary: dict[str, Any], pi
         rel = Path(os.path.relpath(Path(picture).resolve(), run_dir.resolve())).as_posix()
         lines += ["", f"## {caption}", "", f"![{caption}]({rel})"]
     path = run_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    with writing(output_file(path)):
+        path.write_text("\n".join(lines) + "\n")
     return path

@@ -156,9 +156,13 @@ def plot_latents(panels: dict[str, tuple[np.ndarray, np.ndarray | None]], path: 
         fig.legend(handles=handles, title="class", loc="outside right center", fontsize=8, title_fontsize=9,
                    frameon=False)
     fig.suptitle(title or f"Latent codes ({'PCA' if method == 'pca' else 't-SNE'} projection)", fontsize=11)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    from genrep.utils.files import output_file, writing
+
+    path = output_file(path)
+    try:
+        with writing(path):
+            fig.savefig(path)
+    finally:
+        plt.close(fig)
     return path
 

@@ -347,8 +347,9 @@ def reconstruction_analysis(eval_sets: dict[str, torch.Tensor], diffusion, t_val
     from genrep.analysis.plots_diffusion import plot_reconstruction
     from genrep.analysis.snr import snr_curve
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    from genrep.utils.files import output_dir
+
+    out = output_dir(out)
     curves = {}
     betas = diffusion.betas.double().numpy()
     for label, images in eval_sets.items():

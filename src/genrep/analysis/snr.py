@@ -164,18 +164,21 @@ def snr_analysis(dataset: str, schedule: str = "linear", steps: int = 1000, out:
     from genrep.data import load_dataset
     from genrep.diffusion import get_betas
 
+    from genrep.utils.files import output_dir, writing
+
     names = schedules_of(schedule)
     steps = check_steps(steps)
     if n is not None and n < 1:
         raise ConfigError(f"--n must be a positive number of images, got {n}")
+    out = output_dir(out)  # before the work: an --out that is an existing file fails here
     betas = {name: get_betas(name, steps) for name in names}  # before loading: fail fast on bad T
     data = load_dataset(dataset, split, value_range=(-1.0, 1.0), limit=n, seed=seed)
     curves = {name: snr_curve(data.images, betas[name], average=average) for name in names}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_snr_csv(curves, out / "snr.csv")
-    plot_snr(curves, out / "snr.png",
-             title=f"Log-SNR of the forward diffusion on {data.name}[{split}] ({len(data)} images, T={steps})")
+    with writing(out / "snr.csv"):
+        write_snr_csv(curves, out / "snr.csv")
+    with writing(out / "snr.png"):
+        plot_snr(curves, out / "snr.png",
+                 title=f"Log-SNR of the forward diffusion on {data.name}[{split}] ({len(data)} images, T={steps})")
     for name in names:
         log(crossing_line(crossing_fraction(curves[name]), name if len(names) > 1 else None))
     log(f"wrote {out / 'snr.csv'} and {out / 'snr.png'}")

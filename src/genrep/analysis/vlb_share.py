@@ -213,10 +213,13 @@ def vlb_share_report(model, images: torch.Tensor, out: str | Path, *, labels: to
     and the summary lines through `log`. Returns the curve."""
     curve = vlb_share(model, images, labels=labels, skip_first=skip_first, batch_size=batch_size, seed=seed,
                       progress=progress)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_vlb_csv(curve, out / "vlb_share.csv")
-    plot_vlb_share(curve, out / "vlb_share.png", levels=levels, title=title)
+    from genrep.utils.files import output_dir, writing
+
+    out = output_dir(out)
+    with writing(out / "vlb_share.csv"):
+        write_vlb_csv(curve, out / "vlb_share.csv")
+    with writing(out / "vlb_share.png"):
+        plot_vlb_share(curve, out / "vlb_share.png", levels=levels, title=title)
     lines = summary_lines(curve, levels)
     from genrep.runs import write_json
 

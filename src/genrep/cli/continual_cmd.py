@@ -24,23 +24,28 @@ def register(commands) -> None:
     p.add_argument("--out", default=None, help="folder (default runs/continual/METHOD-SCENARIO-SCALE)")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="override a learner setting, e.g. --set epochs=5 --set buffer_size=500 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run after its last finished task")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out after its last "
+                   "finished task, with the same method, scenario, scale and --set values (stored in OUT/config.json)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=continual_cmd)
 
 
 def continual_cmd(args) -> int:
-    from genrep.experiments.continual import describe, parse_overrides, run_method
+    from genrep.experiments.continual import check_resumable, describe, learner_settings, parse_overrides, run_method
 
     out = args.out or f"runs/continual/{args.method}-{args.scenario}-{args.scale}"
+    overrides = parse_overrides(args.overrides, parse=False)
+    learner_settings(args.method, args.scale, overrides)  # a bad --set fails before the folder is looked at
+    if args.resume:
+        check_resumable(out)
     summary = run_method(args.method, args.scenario, scale=args.scale, seeds=args.seeds, out=out,
-                         overrides=parse_overrides(args.overrides), resume=args.resume, overwrite=args.overwrite,
+                         overrides=overrides, resume=args.resume, overwrite=args.overwrite,
                          progress=not args.no_progress)
     print(describe(summary))
     for row in summary["per_seed"]:
         final = " ".join(f"{100 * v:.1f}" for v in row["final_row"])
         print(f"  seed {row['seed']}: {100 * row['average_accuracy']:.1f} % (per task after the last: {final}), "
-              f"{row['wall_time_s']:.0f} s")
+              f"train {row['wall_time_s']:.0f} s, total {row['run_s']:.0f} s")
     print(f"results: {out}/summary.json and {out}/seed*/")
     return 0

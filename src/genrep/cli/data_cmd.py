@@ -55,8 +55,11 @@ def preview_cmd(args) -> int:
     import torch
 
     from genrep.data import load_dataset
+    from genrep.errors import InputError
     from genrep.utils.images import save_grid
 
+    if args.n < 1:
+        raise InputError(f"-n (number of images to preview) must be >= 1, got {args.n}")
     data = load_dataset(args.name, args.split, **_options(args))
     n = min(args.n, len(data))
     index = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:n]

@@ -16,8 +16,13 @@ def register(commands) -> None:
 def demo_cmd(args) -> int:
     from genrep.experiments.demo import format_table, run_demo
 
-    result = run_demo(args.out, steps=args.steps, seed=args.seed, overwrite=args.overwrite,
-                      progress=not args.no_progress)
+    try:
+        result = run_demo(args.out, steps=args.steps, seed=args.seed, overwrite=args.overwrite,
+                          progress=not args.no_progress)
+    except KeyboardInterrupt:  # the demo cannot resume: it starts again into the same folder
+        out = "" if args.out == "runs/demo" else f" --out {args.out}"
+        args.interrupt_hint = f"{args.out} is incomplete; start again with `genrep demo{out} --overwrite`"
+        raise
     print()
     print(format_table(result["models"]))
     print(f"\ndigit classifier test accuracy {result['classifier_test_accuracy']:.3f};"

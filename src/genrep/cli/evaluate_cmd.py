@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -23,17 +24,24 @@ def register(commands) -> None:
 
 
 def evaluate_cmd(args) -> int:
+    from genrep.errors import OutputError
     from genrep.experiments.evaluate import evaluate, parse_metrics, parse_real
     from genrep.runs import write_json
+    from genrep.utils.files import output_file
 
-    result = evaluate(args.real, args.fake, metrics=parse_metrics(args.metrics), features=args.features,
-                      n=args.n, seed=args.seed, progress=not args.no_progress)
-    width = max(map(len, result))
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    metrics = parse_metrics(args.metrics)
     fake = Path(args.fake)
     default = fake / f"eval_{parse_real(args.real)[0]}.json" if (fake / "config.yaml").is_file() else Path("eval.json")
-    out = Path(args.out) if args.out else default
-    write_json(out, result)
+    out = output_file(args.out if args.out else default)  # before computing: parents made, a bad path fails fast
+    result = evaluate(args.real, args.fake, metrics=metrics, features=args.features,
+                      n=args.n, seed=args.seed, progress=not args.no_progress)
+    width = max(map(len, result))
+    for key, value in result.items():  # the table first: if writing fails below, the numbers are on screen
+        print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    sys.stdout.flush()
+    try:
+        write_json(out, result)
+    except OutputError as err:
+        raise OutputError(f"{err} (the metrics are printed above)") from None
     print(f"wrote {out}")
     return 0

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+import warnings
 
 from genrep import __version__
-from genrep.errors import GenrepError
+from genrep.errors import GenrepError, GenrepWarning
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,14 +39,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings(previous):
+    """A `warnings.showwarning` printing genrep's own warnings as one line "genrep: warning: ..."
+    and passing the others to `previous`."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, GenrepWarning):
+            print(f"genrep: warning: {message}", file=sys.stderr if file is None else file)
+        else:
+            previous(message, category, filename, lineno, file, line)
+    return show
+
+
+def _os_error_message(err: OSError) -> str:
+    """A last resort for an OSError no write site turned into an OutputError: one line that names
+    the file and the reason."""
+    from genrep.utils.files import os_reason
+
+    if err.filename is None:
+        return f"{err.strerror or err}"
+    filename = os.fsdecode(err.filename)
+    verb = "write" if err.errno in _WRITE_ERRNOS else "access"
+    return f"cannot {verb} {filename}: {os_reason(err, filename)}"
+
+
+_WRITE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except GenrepError as err:
-        print(f"genrep: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("genrep: interrupted (the last checkpoint is kept; continue with --resume)", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warnings(warnings.showwarning)
+        try:
+            return int(args.handler(args) or 0)
+        except GenrepError as err:
+            print(f"genrep: error: {err}", file=sys.stderr)
+            return 2
+        except OSError as err:  # read-only file system, disk full, ... where no write site caught it
+            print(f"genrep: error: {_os_error_message(err)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            # what to do next depends on the command: a handler that knows sets args.interrupt_hint;
+            # otherwise only commands that have --resume suggest it
+            hint = getattr(args, "interrupt_hint", None)
+            if hint is None and hasattr(args, "resume"):
+                hint = "what finished is kept; continue with the same command and --resume"
+            print("genrep: interrupted" + (f" ({hint})" if hint else ""), file=sys.stderr)
+            return 130

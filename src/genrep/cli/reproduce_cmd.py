@@ -39,7 +39,11 @@ def reproduce_cmd(args) -> int:
     for key in options:
         if key not in accepted:
             raise ConfigError(f"--{key.replace('_', '-')} does not apply to {args.table}")
-    result = recipe.run(scale=args.scale, seeds=args.seeds, out=out, progress=not args.no_progress, **options)
+    try:  # the recipe checks every input (scale, paths, --out, data sources) before it trains anything
+        result = recipe.run(scale=args.scale, seeds=args.seeds, out=out, progress=not args.no_progress, **options)
+    except KeyboardInterrupt:
+        args.interrupt_hint = f"the finished runs in {out} are kept; run the same command again to continue"
+        raise
     print()
     print(f"{recipe.TITLE} — scale {args.scale}, seeds {result['seeds']}")
     print(result["markdown"])

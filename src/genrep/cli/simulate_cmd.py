@@ -51,7 +51,8 @@ def simulate_cmd(args) -> int:
         raise InputError(f"--compare needs real responses: {args.particles} has none; pass an .npz with "
                          "'particles' and 'responses' (e.g. from genrep simulate --export-particles N)")
     result = sim.simulate_with(model, particles, args.n_per_particle, args.seed, batch_size=args.batch_size,
-                               progress=not args.no_progress, pz_sign=pz_sign)
+                               progress=not args.no_progress, pz_sign=pz_sign, where=args.particles,
+                               energy_range=sim.simulator_energy_range(args.run, model))
     out = sim.write_responses(args.out or "responses.npz", result)
     print(f"wrote {out}: {len(result['responses'])} responses ({len(particles)} particles × "
           f"{args.n_per_particle}), 44×44 photo-electron counts")

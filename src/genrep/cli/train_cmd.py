@@ -73,7 +73,11 @@ def train_cmd(args) -> int:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
     out = Path(args.out or f"runs/{cfg.model_name}_{cfg.data.name}")
-    summary = train_run(cfg, out, overwrite=args.overwrite, resume=args.resume)
+    try:
+        summary = train_run(cfg, out, overwrite=args.overwrite, resume=args.resume)
+    except KeyboardInterrupt:
+        args.interrupt_hint = interrupt_hint(args, out)  # printed by genrep.cli.main
+        raise
     if summary:
         width = max(map(len, summary))
         for key, value in summary.items():
@@ -82,16 +86,28 @@ def train_cmd(args) -> int:
     return 0
 
 
+def interrupt_hint(args, out: Path) -> str:
+    """What to do after Ctrl-C stopped `genrep train`: resume from the checkpoint, or (none was
+    written, so `train_run` removed what it wrote) run the same command again."""
+    if (out / "checkpoints" / "last.ckpt").is_file():
+        again = "the same command" if args.resume else "the same command and --resume"
+        return f"the last checkpoint is kept in {out / 'checkpoints' / 'last.ckpt'}; continue with {again}"
+    return "no checkpoint was written yet, so there is nothing to resume; run the same command again"
+
+
 def sample_cmd(args) -> int:
     import numpy as np
     import torch
 
     from genrep.errors import InputError
     from genrep.experiments.train import load_data, load_run_config, load_trained_model, sample_conditions
+    from genrep.utils.files import output_file, write_npz
     from genrep.utils.images import save_grid
 
     if args.n < 1:
         raise InputError(f"-n must be >= 1, got {args.n}")
+    for path in filter(None, (args.out, args.npz)):
+        output_file(path)  # before sampling: parent folders made, a file in the way fails in seconds
     model = load_trained_model(args.run)
     cond = None
     if args.labels:
@@ -110,6 +126,6 @@ def sample_cmd(args) -> int:
     save_grid(images, out, value_range=model.value_range)
     print(f"wrote {out} ({args.n} samples, range {model.value_range})")
     if args.npz:
-        np.savez_compressed(args.npz, images=images.cpu().numpy())
+        write_npz(args.npz, images=images.cpu().numpy())  # parents created; OSError -> OutputError
         print(f"wrote {args.npz}")
     return 0

@@ -29,12 +29,12 @@ import dataclasses
 import functools
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from genrep.continual.classifier import LOSSES, BaseClassifier, fit_classifier, predict_logits
-from genrep.continual.learner import ContinualLearner, module_bytes
+from genrep.continual.learner import DEVICE, POSITIVE, ContinualLearner, Rule, at_least, check_settings, module_bytes
 from genrep.continual.scenario import Scenario, Task
 from genrep.continual.seeding import seeded, stream_seed
 from genrep.errors import CheckpointError, ConfigError, DataError, InputError, TrainingDivergedError
@@ -44,7 +44,8 @@ from genrep.models.vae import VAE, VAEConfig
 @dataclasses.dataclass
 class ClassifierSettings:
     """Base-classifier training per task: BinPlay reference values (METHODS.md §4: Adam 2e-3, 15 epochs,
-    batch 120, MSE on softmax outputs); `width` scales the LeNet channels; `seed` fixes everything."""
+    batch 120, MSE on softmax outputs); `width` scales the LeNet channels; `seed` fixes everything.
+    Every field is checked against its type and its `RULES` entry (`check_settings`): SettingError."""
 
     epochs: int = 15
     batch_size: int = 120
@@ -55,12 +56,11 @@ class ClassifierSettings:
     device: str = "cpu"
     progress: bool = False
 
+    RULES: ClassVar[dict[str, Rule]] = {"epochs": at_least(1), "batch_size": at_least(2), "lr": POSITIVE,
+                                        "loss": LOSSES, "width": at_least(1), "seed": at_least(0), "device": DEVICE}
+
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
-        if self.epochs < 0 or self.batch_size < 2 or not self.lr > 0 or self.width < 1:
-            raise ConfigError(f"need epochs >= 0, batch_size >= 2, lr > 0 and width >= 1; got epochs={self.epochs}, "
-                              f"batch_size={self.batch_size}, lr={self.lr}, width={self.width}")
+        check_settings(self)
 
 
 @dataclasses.dataclass
@@ -78,11 +78,8 @@ class ERSettings(ClassifierSettings):
     buffer_size: int = 100
     replay_batch_size: int | None = None
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.buffer_size < 1 or (self.replay_batch_size is not None and self.replay_batch_size < 1):
-            raise ConfigError(f"need buffer_size >= 1 and replay_batch_size >= 1; got {self.buffer_size}, "
-                              f"{self.replay_batch_size}")
+    RULES: ClassVar[dict[str, Rule]] = {**ClassifierSettings.RULES, "buffer_size": at_least(1),
+                                        "replay_batch_size": at_least(1)}
 
 
 @dataclasses.dataclass
@@ -99,12 +96,8 @@ class GRSettings(ClassifierSettings):
     gen_batch_size: int = 128
     gen_lr: float = 1e-3
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.latent_dim < 1 or self.gen_iters < 0 or self.gen_batch_size < 1 or not self.gen_lr > 0:
-            raise ConfigError(f"need latent_dim >= 1, gen_iters >= 0, gen_batch_size >= 1 and gen_lr > 0; got "
-                              f"{self.latent_dim}, {self.gen_iters}, {self.gen_batch_size}, {self.gen_lr}")
-        self.hidden = tuple(int(h) for h in self.hidden)
+    RULES: ClassVar[dict[str, Rule]] = {**ClassifierSettings.RULES, "latent_dim": at_least(1), "hidden": at_least(1),
+                                        "gen_iters": at_least(1), "gen_batch_size": at_least(1), "gen_lr": POSITIVE}
 
 
 _INIT, _TASK, _RESERVOIR, _REINIT, _GENERATOR_INIT = 0, 1, 100_000, 200_000, 300_000  # random stream offsets

@@ -4,8 +4,9 @@ matrices, checkpoint after each task and resume from the last finished one.
 
 Files the runner owns in `out_dir`::
 
-    checkpoint.pt   learner state, matrices so far, finished tasks, timings, RNG states (atomic)
-    results.json    scenario and tasks, matrices, initial rows, summary metrics, memory, wall times
+    checkpoint.pt   learner state and settings, matrices so far, finished tasks, timings, RNG states (atomic)
+    results.json    scenario and tasks, learner settings, matrices, initial rows, summary metrics, memory,
+                    wall times
     heatmap.png     the main metric's matrix with the values in the cells
     curves.png      the main metric on every task against the number of tasks learned
 """
@@ -24,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from genrep.continual import cl_metrics
-from genrep.continual.learner import ContinualLearner
+from genrep.continual.learner import ContinualLearner, settings_differences
 from genrep.continual.plots import plot_curves, plot_heatmap
 from genrep.continual.scenario import Scenario, Task
 from genrep.errors import CheckpointError, ConfigError, InputError, RunExistsError
@@ -34,6 +35,7 @@ from genrep.training.checkpoint import load_checkpoint, one_line, rng_states, sa
 CHECKPOINT, RESULTS, HEATMAP, CURVES = "checkpoint.pt", "results.json", "heatmap.png", "curves.png"
 CHECKPOINT_KIND = "genrep-continual"
 LOWER_IS_BETTER = frozenset({"fid", "kid", "nll", "bpd", "loss", "mse", "mae"})
+RESUMABLE_SETTINGS = ("progress",)  # learner settings that may change on resume
 EVAL_BATCH = 1000
 
 Evaluator = Callable[[ContinualLearner, Task], Mapping[str, float]]
@@ -47,7 +49,9 @@ class ContinualResult:
     `initial[m]`: (T,) metric m on every task before any training; `summary[m]`:
     `cl_metrics.summarize` of the k×k block seen so far; `wall_times[i]`: seconds of
     begin_task + learn + end_task of task i; `eval_times[i]`: seconds of the evaluation after it;
-    `memory_bytes[i]`: `learner.memory_bytes()` after task i.
+    `memory_bytes[i]`: `learner.memory_bytes()` after task i; `run_time_s`: seconds spent in
+    `run_scenario` up to the last checkpoint, summed over the resumed segments of the run (set-up,
+    initial evaluation, tasks, evaluations, checkpoints; not the lost work of an interrupted task).
     """
 
     matrices: dict[str, np.ndarray]
@@ -59,6 +63,7 @@ class ContinualResult:
     eval_times: list[float] = dataclasses.field(default_factory=list)
     main_metric: str = "accuracy"
     higher_is_better: dict[str, bool] = dataclasses.field(default_factory=dict)
+    run_time_s: float = 0.0
 
     @property
     def tasks_finished(self) -> int:
@@ -76,6 +81,7 @@ class ContinualResult:
             "wall_times": list(self.wall_times),
             "eval_times": list(self.eval_times),
             "memory_bytes": list(self.memory_bytes),
+            "run_time_s": self.run_time_s,
             "out_dir": str(self.out_dir),
         }
 
@@ -145,6 +151,7 @@ class _Progress:
     wall_times: list[float] = dataclasses.field(default_factory=list)
     eval_times: list[float] = dataclasses.field(default_factory=list)
     memory_bytes: list[int] = dataclasses.field(default_factory=list)
+    run_time: float = 0.0  # seconds in run_scenario up to the last checkpoint, over all segments
 
     @property
     def done(self) -> int:
@@ -158,11 +165,13 @@ class _Progress:
             summary={m: cl_metrics.summarize(r[:k, :k], self.initial[m][:k], higher_is_better[m])
                      for m, r in self.matrices.items()},
             wall_times=list(self.wall_times), memory_bytes=list(self.memory_bytes), out_dir=out_dir,
-            eval_times=list(self.eval_times), main_metric=main_metric, higher_is_better=dict(higher_is_better))
+            eval_times=list(self.eval_times), main_metric=main_metric, higher_is_better=dict(higher_is_better),
+            run_time_s=self.run_time)
 
 
-def _check_out_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to overwrite a run without `overwrite`; with it, delete the runner's files."""
+def check_out_dir(out_dir: str | Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to overwrite a run without `overwrite` (RunExistsError); with it, delete the runner's files."""
+    out_dir = Path(out_dir)
     if resume and overwrite:
         raise ConfigError("--overwrite and --resume exclude each other")
     ours = [out_dir / name for name in (CHECKPOINT, RESULTS, HEATMAP, CURVES)]
@@ -175,8 +184,9 @@ def _check_out_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
         path.unlink(missing_ok=True)
 
 
-def _load(path: Path, scenario: Scenario, learner: ContinualLearner) -> _Progress:
-    """Load the checkpoint into `learner` (after setup) and the RNGs; return the runner's progress."""
+def _load(path: Path, scenario: Scenario, learner: ContinualLearner, run_config: dict[str, Any]) -> _Progress:
+    """Load the checkpoint into `learner` (after setup) and the RNGs; return the runner's progress.
+    Refuses (ConfigError) learner settings or a `run_config` that differ from the stored ones."""
     state = load_checkpoint(path)
     if state.get("kind") != CHECKPOINT_KIND:
         raise CheckpointError(f"{path} is not a continual-learning checkpoint")
@@ -187,6 +197,12 @@ def _load(path: Path, scenario: Scenario, learner: ContinualLearner) -> _Progres
     if state["learner_class"] != type(learner).__name__:
         raise CheckpointError(f"{path} was written by {state['learner_class']}, not {type(learner).__name__};"
                               " use another output folder or --overwrite")
+    if "config" in state:  # checkpoints written before the settings were stored are not checked
+        stored = {**state.get("run_config", {}), **state["config"]}
+        differing = settings_differences(stored, {**run_config, **learner.config()}, ignore=RESUMABLE_SETTINGS)
+        if differing:
+            raise ConfigError(f"cannot resume from {path}: the settings differ in {'; '.join(differing)}; resume"
+                              " with the stored values or start a new run (another output folder, or --overwrite)")
     try:
         learner.load_state_dict(state["learner"])
     except (RuntimeError, KeyError, ValueError, TypeError) as err:
@@ -196,15 +212,17 @@ def _load(path: Path, scenario: Scenario, learner: ContinualLearner) -> _Progres
         initial={m: t.numpy() for m, t in state["initial"].items()},
         matrices={m: t.numpy() for m, t in state["matrices"].items()},
         wall_times=list(state["wall_times"]), eval_times=list(state["eval_times"]),
-        memory_bytes=list(state["memory_bytes"]))
+        memory_bytes=list(state["memory_bytes"]),
+        run_time=float(state.get("run_time", sum(state["wall_times"]) + sum(state["eval_times"]))))
 
 
 def _save(out_dir: Path, scenario: Scenario, learner: ContinualLearner, progress: _Progress,
-          result: ContinualResult) -> None:
+          result: ContinualResult, run_config: dict[str, Any]) -> None:
     """Checkpoint, results.json and the two pictures after a finished task."""
     save_checkpoint(out_dir / CHECKPOINT, {
         "kind": CHECKPOINT_KIND, "scenario": scenario.name, "num_tasks": scenario.num_tasks,
         "learner_class": type(learner).__name__, "learner": learner.state_dict(),
+        "config": learner.config(), "run_config": dict(run_config), "run_time": progress.run_time,
         "initial": {m: torch.from_numpy(b) for m, b in progress.initial.items()},
         "matrices": {m: torch.from_numpy(r) for m, r in progress.matrices.items()},
         "wall_times": progress.wall_times, "eval_times": progress.eval_times, "memory_bytes": progress.memory_bytes,
@@ -212,7 +230,8 @@ def _save(out_dir: Path, scenario: Scenario, learner: ContinualLearner, progress
     })
     write_json(out_dir / RESULTS, {
         "scenario": scenario.name, "description": scenario.description, "num_classes": scenario.num_classes,
-        "learner": type(learner).__name__, "kind": learner.kind,
+        "learner": type(learner).__name__, "kind": learner.kind, "settings": learner.config(),
+        "run_config": dict(run_config),
         "tasks": [{"index": t.index, "name": t.name, "classes": list(t.classes), "train_size": len(t.train),
                    "val_size": 0 if t.val is None else len(t.val), "test_size": len(t.test)} for t in scenario],
         **result.to_dict(), "diagnostics": learner.diagnostics(),
@@ -237,7 +256,8 @@ def _task_line(task: Task, T: int, result: ContinualResult, wall: float, eval_ti
 def run_scenario(learner: ContinualLearner, scenario: Scenario, out_dir: str | Path, *,
                  evaluate: Evaluator | None = None, resume: bool = False, overwrite: bool = False,
                  progress: bool = True, log: Callable[[str], None] | None = print, main_metric: str | None = None,
-                 lower_is_better: Collection[str] = LOWER_IS_BETTER) -> ContinualResult:
+                 lower_is_better: Collection[str] = LOWER_IS_BETTER,
+                 run_config: Mapping[str, Any] | None = None) -> ContinualResult:
     """Train `learner` on the tasks of `scenario` in order and evaluate every task after every task.
 
     `learner.setup(scenario)` once; `evaluate(learner, task) -> {metric: value}` on every task
@@ -253,19 +273,25 @@ def run_scenario(learner: ContinualLearner, scenario: Scenario, out_dir: str | P
     checkpoint and continues with the next task, so an interrupted run ends with the matrices of an
     uninterrupted one; without a checkpoint it starts from task 0; a finished run returns its
     stored result. An existing run without `resume` / `overwrite` raises RunExistsError; a
-    checkpoint of another scenario (name, number of tasks) or learner class raises CheckpointError.
+    checkpoint of another scenario (name, number of tasks) or learner class raises CheckpointError;
+    one whose learner settings (`learner.config()`, all but `RESUMABLE_SETTINGS`) or `run_config`
+    (JSON-ready facts that define the run besides them, e.g. the data scale) differ raises
+    ConfigError naming every differing key with its stored and current value.
     `progress`: a tqdm bar over tasks; `log`: one line per task (None: silent).
+    `result.run_time_s` adds up the time of every resumed segment.
     """
+    segment_start = time.perf_counter()
+    run_config = dict(run_config or {})
     out_dir = Path(out_dir)
     evaluate = evaluate if evaluate is not None else _default_evaluator(learner)
-    _check_out_dir(out_dir, resume=resume, overwrite=overwrite)
+    check_out_dir(out_dir, resume=resume, overwrite=overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     say = log or (lambda line: None)
     T = scenario.num_tasks
 
     learner.setup(scenario)
     if resume and (out_dir / CHECKPOINT).is_file():
-        state = _load(out_dir / CHECKPOINT, scenario, learner)
+        state = _load(out_dir / CHECKPOINT, scenario, learner, run_config)
         say(f"resuming {scenario.name} from {out_dir / CHECKPOINT} after task {state.done}/{T}")
     else:
         if resume:
@@ -276,6 +302,7 @@ def run_scenario(learner: ContinualLearner, scenario: Scenario, out_dir: str | P
     main = main_metric or ("accuracy" if "accuracy" in names else names[0])
     if main not in names:
         raise ConfigError(f"main_metric {main!r} is not evaluated; the evaluator returns {list(names)}")
+    run_time_before = state.run_time  # of the earlier segments
     lower = {name.lower() for name in lower_is_better}
     higher_is_better = {m: m.lower() not in lower for m in names}
 
@@ -295,8 +322,9 @@ def run_scenario(learner: ContinualLearner, scenario: Scenario, out_dir: str | P
             state.wall_times.append(wall)
             state.eval_times.append(eval_time)
             state.memory_bytes.append(memory)
+            state.run_time = run_time_before + time.perf_counter() - segment_start
             result = state.result(out_dir, main, higher_is_better)
-            _save(out_dir, scenario, learner, state, result)
+            _save(out_dir, scenario, learner, state, result, run_config)
             bar.update()
             with tqdm.external_write_mode():
                 say(_task_line(task, T, result, wall, eval_time))

@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -76,6 +75,7 @@ import torch
 from genrep.data.dataset import ImageDataset
 from genrep.data.transforms import rescale
 from genrep.errors import DataError, InputError
+from genrep.utils.safe_load import load_arrays
 
 GRID = 44
 PITCH_MM = 1.6
@@ -305,14 +305,7 @@ def _read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise DataError(f"ZDC file {path!r} does not exist")
-    try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.ndarray):
-            return {os.path.splitext(os.path.basename(path))[0]: data}
-        with data:
-            return {k: data[k] for k in data.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"ZDC file {path!r} is not a readable .npz/.npy file ({exc})") from exc
+    return load_arrays(path, label=f"ZDC file {path!r}")
 
 
 def _take(arrays: dict[str, np.ndarray], key: str, where: str) -> np.ndarray:

@@ -42,9 +42,17 @@ def decode_image(data: bytes | Path, mode: str, *, label: str):
         raise DataError(f"{label}: cannot decode image ({err}); the file is corrupted or not an image") from err
 
 
-def stack_images(images: list, *, label: str) -> torch.Tensor:
-    """PIL images of one size and mode -> float32 N×C×H×W in [0, 1]."""
+def stack_images(images: list, *, label: str, names: list | None = None) -> torch.Tensor:
+    """PIL images of one size and mode -> float32 N×C×H×W in [0, 1]. Images of different sizes
+    raise DataError naming two of them (by `names`, e.g. their files, else by position)."""
     if not images:
         raise DataError(f"{label}: no images found")
+    first = images[0].size
+    for i, image in enumerate(images):
+        if image.size != first:
+            name = (lambda k: str(names[k])) if names is not None else (lambda k: f"image {k}")
+            raise DataError(f"{label}: images of different sizes: {name(i)} is {'×'.join(map(str, image.size))}"
+                            f" but {name(0)} is {'×'.join(map(str, first))} (width×height); all images must"
+                            " have one size")
     arrays = np.stack([np.asarray(image, dtype=np.uint8) for image in images])
     return uint8_to_tensor(arrays, "NHW" if arrays.ndim == 3 else "NHWC")

@@ -11,6 +11,12 @@ Scales (settings of every learner; `--set key=value` overrides any of them):
   half of its replay batches: with a fresh decoder, 5 epochs regenerate one blurred class per task
   (benchmarks/RESULTS.md);
 - `paper`: the published settings (METHODS.md §4; `BinPlaySettings` defaults).
+
+A run folder keeps `config.json` (method, scenario, scale and every learner setting but the seed); a
+resumed run, or another seed added to the folder, must have the same ones (`check_run_config`), and
+every seed's checkpoint stores its settings too (`run_scenario` refuses to resume with others).
+`--set` values are converted to the settings field's type and checked by the settings dataclass
+(`learner_settings`): a wrong type, a value out of range or an unknown key is a one-line ConfigError.
 """
 
 from __future__ import annotations
@@ -18,13 +24,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from genrep.errors import ConfigError
+from genrep.errors import CheckpointError, ConfigError, RunExistsError, one_line
 
 SCALES = ("smoke", "cpu", "paper")
 METHODS = ("binplay", "gr", "gr-distill", "er", "finetune", "joint")
@@ -36,6 +41,7 @@ SMOKE_BINPLAY = {"width": 8, "ae_epochs": 10, "warmup_epochs": 3, "decoder_epoch
 CPU_BINPLAY = {"width": 4, "ae_epochs": 3, "warmup_epochs": 1, "decoder_epochs": 15, "decoder_init": "autoencoder",
                "decoder_lr": 5e-3, "decoder_new_fraction": 0.5}
 TRAIN_LIMIT = {"smoke": 300, "cpu": None, "paper": None}
+CONFIG = "config.json"  # the run folder's record of what defines the run
 
 
 def check_choice(kind: str, value: str, choices) -> str:
@@ -56,32 +62,83 @@ def method_settings(method: str, scale: str) -> dict[str, Any]:
     return settings
 
 
-def build_learner(method: str, *, seed: int, overrides: dict[str, Any] | None = None):
-    """A fresh learner of `method` with `overrides` (settings field → value) and `seed`."""
-    from genrep.continual.baselines import BASELINES
+def settings_class(method: str) -> type:
+    """The settings dataclass of `method`'s learner."""
+    from genrep.continual import baselines
+    from genrep.continual.binplay import BinPlaySettings
 
-    overrides = dict(overrides or {})
+    check_choice("method", method, METHODS)
     if method == "binplay":
-        from genrep.continual.binplay import BinPlay, BinPlaySettings
+        return BinPlaySettings
+    return {"finetune": baselines.FineTune, "joint": baselines.JointTraining, "er": baselines.ExperienceReplay,
+            "gr": baselines.GenerativeReplay, "gr-distill": baselines.GenerativeReplay}[method].Settings
 
-        cls, settings_cls = BinPlay, BinPlaySettings
-    else:
-        cls, settings_cls = BASELINES[method], None
+
+def _shown(value: Any) -> str:
+    """A --set value as the user typed it (strings unquoted)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _make_settings(method: str, base: dict[str, Any], overrides: dict[str, Any] | None, seed: int):
+    """`settings_class(method)` with `base` (recipe values), then `overrides` (--set: unknown keys
+    refused, values coerced to the field types), then `seed`; errors name the --set key and value."""
+    from genrep.continual.learner import SettingError, coerce_setting
+
+    cls = settings_class(method)
+    overrides = dict(overrides or {})
+    if "seed" in overrides:
+        raise ConfigError("set seeds with --seeds, not --set seed=...")
+    allowed = [f.name for f in dataclasses.fields(cls) if f.name != "seed"]
+    for key in overrides:
+        if key not in allowed:
+            raise ConfigError(f"--set {key}={_shown(overrides[key])}: unknown setting of {method}; valid: "
+                              f"{', '.join(allowed)}")
+    coerced = {key: coerce_setting(cls, key, value) for key, value in overrides.items()}
+    method_default = {"distill": True} if method == "gr-distill" else {}
     try:
-        if settings_cls is not None:
-            return cls(settings_cls(seed=seed, **overrides))
-        return cls(seed=seed, **overrides)
-    except TypeError as err:
-        raise ConfigError(f"{method}: bad setting ({err}); see `genrep continual --help`") from None
+        return cls(**{**method_default, **base, **coerced, "seed": seed})
+    except SettingError as err:
+        if err.key in overrides:
+            raise ConfigError(f"--set {err.key}={_shown(overrides[err.key])}: must be {err.allowed}") from None
+        raise
 
 
-def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
-    """`key=value` strings → dict; values parsed as JSON where possible (numbers, true/false, lists)."""
+def learner_settings(method: str, scale: str = "smoke", overrides: dict[str, Any] | None = None, *,
+                     seed: int = 0):
+    """The settings dataclass a `run_method` learner gets: the learner's defaults, `method_settings(method,
+    scale)`, `overrides` (the `--set` values, converted to the field types and checked), and `seed`."""
+    return _make_settings(method, method_settings(method, scale), overrides, seed)
+
+
+def learner_from_settings(method: str, settings):
+    """A fresh learner of `method` with the settings dataclass `settings`."""
+    from genrep.continual import baselines
+    from genrep.continual.binplay import BinPlay
+
+    if method == "binplay":
+        return BinPlay(settings)
+    cls = baselines.GenerativeReplay if method == "gr-distill" else baselines.BASELINES[method]
+    return cls(settings)
+
+
+def build_learner(method: str, *, seed: int, overrides: dict[str, Any] | None = None):
+    """A fresh learner of `method` with `overrides` (settings field → value, checked as `--set` values)
+    on the learner's defaults, and `seed`."""
+    return learner_from_settings(method, _make_settings(method, {}, overrides, seed))
+
+
+def parse_overrides(pairs: list[str] | None, *, parse: bool = True) -> dict[str, Any]:
+    """`key=value` strings → dict; values parsed as JSON where possible (numbers, true/false, lists), or
+    kept as the typed strings with `parse=False` (the CLI: `learner_settings` converts them to the
+    field types and its errors quote them as typed)."""
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise ConfigError(f"--set needs key=value, got {pair!r}")
         key, raw = pair.split("=", 1)
+        if not parse:
+            out[key.strip()] = raw
+            continue
         try:
             out[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
@@ -116,36 +173,122 @@ def seed_list(seeds: int | str | list[int]) -> list[int]:
     return list(seeds)
 
 
+def run_record(method: str, scenario: str, scale: str, settings) -> dict[str, Any]:
+    """What defines a run folder (config.json): method, scenario, scale, its training-set limit and every
+    learner setting but the seed (`settings`: the settings dataclass)."""
+    from genrep.continual.learner import settings_dict
+
+    fields = {k: v for k, v in settings_dict(settings).items() if k != "seed"}
+    return {"method": method, "scenario": scenario, "scale": scale, "train_limit": TRAIN_LIMIT[scale],
+            "settings": fields}
+
+
+def _flat(record: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: v for k, v in record.items() if k != "settings"}, **record.get("settings", {})}
+
+
+def _restoring_flags(stored: dict[str, Any], keys: list[str]) -> str:
+    """The command-line options that restore the stored values of `keys`."""
+    flags = []
+    for key in keys:
+        value = stored.get(key)
+        if key == "method":
+            flags.append(f"the method {value}")
+        elif key in ("scenario", "scale"):
+            flags.append(f"--{key} {value}")
+        elif key != "train_limit" and key in stored:
+            flags.append(f"--set {key}={_shown(value)}")
+    return " ".join(flags)
+
+
+def check_run_config(out: str | Path, record: dict[str, Any], *, resume: bool) -> None:
+    """Compare `record` (`run_record`) with out/config.json, if there is one: any difference (but the
+    runner's `RESUMABLE_SETTINGS`) raises ConfigError on `resume`, and RunExistsError otherwise (adding seeds
+    to a folder needs the same settings), naming each differing key as "key (stored → new)"."""
+    from genrep.continual.runner import RESUMABLE_SETTINGS
+
+    path = Path(out) / CONFIG
+    if not path.is_file():
+        return
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is unreadable ({one_line(err)}); fix or delete it, or pass --overwrite") \
+            from None
+    old, new, unset = _flat(stored), _flat(record), "<unset>"
+    run_keys = ("method", "scenario", "scale", "train_limit")
+    keys = [*run_keys, *sorted((old.keys() | new.keys()) - set(run_keys))]
+    differing = [k for k in keys if k not in RESUMABLE_SETTINGS and old.get(k, unset) != new.get(k, unset)]
+    if not differing:
+        return
+    if "method" in differing:  # another learner: its settings differ by nature
+        differing = ["method"]
+    elif "scale" in differing:  # the scale sets the training-set limit
+        differing = [k for k in differing if k != "train_limit"]
+    changes = "; ".join(f"{k} ({old.get(k, unset)!r} → {new.get(k, unset)!r})" for k in differing)
+    restore = _restoring_flags(old, differing)
+    hint = f" ({restore})" if restore else ""
+    if resume:
+        raise ConfigError(f"cannot resume {out}: the settings differ in {changes}; resume with the stored "
+                          f"values{hint} or start a new run (another --out, or --overwrite)")
+    raise RunExistsError(f"{out} holds a continual run with other settings: {changes}; use another --out, "
+                         f"--overwrite to replace it, or the stored values{hint}")
+
+
+def check_resumable(out: str | Path) -> None:
+    """`--resume` needs a run to continue: `out` must exist and hold config.json or a seed's checkpoint."""
+    out = Path(out)
+    if not out.is_dir():
+        raise CheckpointError(f"cannot resume: {out} does not exist; drop --resume to start a new run there")
+    if not (out / CONFIG).is_file() and not any(out.glob("seed*/checkpoint.pt")):
+        raise CheckpointError(f"cannot resume: {out} holds no continual run (no {CONFIG}, no seed*/checkpoint.pt); "
+                              "drop --resume to start a new run there")
+
+
 def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int | str | list[int] = 1,
                out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False, overwrite: bool = False,
                progress: bool = True, log=print) -> dict[str, Any]:
     """Run `method` on `scenario` for `seed_list(seeds)` into out/seed{s} (each a `run_scenario`
     folder: checkpoint, results.json, heatmap.png, curves.png, and replay.png for generative replay)
-    and write out/summary.json with
+    and write out/config.json (`run_record`) and out/summary.json with
     the average accuracy after the last task (mean ± SEM over seeds), forgetting, memory and wall
-    time. Memory is in MiB (2^20 bytes), the unit of Table 8.4.2. Finished seeds are reused with `resume`."""
-    from genrep.continual.runner import run_scenario
+    time. Memory is in MiB (2^20 bytes), the unit of Table 8.4.2. Finished seeds are reused with `resume`
+    (a seed without a checkpoint starts; the CLI first checks `check_resumable`); settings that differ
+    from the folder's config.json are refused (`check_run_config`). Per seed, `wall_time_s` is the
+    training time of all tasks and `run_s` the time in `run_scenario`, both summed over resumed segments."""
+    from genrep.continual.runner import check_out_dir, run_scenario
     from genrep.continual.scenarios import build_scenario
     from genrep.runs import write_json
 
     check_choice("scale", scale, SCALES)
     seeds = seed_list(seeds)
-    settings = {**method_settings(method, scale), **(overrides or {})}
-    if "seed" in settings:
-        raise ConfigError("set seeds with --seeds, not --set seed=...")
+    base = learner_settings(method, scale, overrides)  # checks every --set value before any work
+    settings = {**method_settings(method, scale),
+                **{k: getattr(base, k) for k in (overrides or {})}}
+    record = run_record(method, scenario, scale, base)
     out = Path(out)
+    if resume and overwrite:
+        raise ConfigError("--overwrite and --resume exclude each other")
+    if not overwrite:
+        check_run_config(out, record, resume=resume)
+        if not resume:
+            for seed in seeds:  # refuse before config.json is written
+                check_out_dir(out / f"seed{seed}", resume=False, overwrite=False)
+    out.mkdir(parents=True, exist_ok=True)
+    if overwrite or not (out / CONFIG).is_file():
+        write_json(out / CONFIG, record)
+    run_config = {k: v for k, v in record.items() if k != "settings"}
     per_seed = []
     for seed in seeds:
         scenario_obj = build_scenario(scenario, seed=seed, limit=TRAIN_LIMIT[scale])
-        learner = build_learner(method, seed=seed, overrides=settings)
-        started = time.perf_counter()
+        learner = learner_from_settings(method, dataclasses.replace(base, seed=seed))
         result = run_scenario(learner, scenario_obj, out / f"seed{seed}", resume=resume, overwrite=overwrite,
-                              progress=progress, log=log)
+                              progress=progress, log=log, run_config=run_config)
         replay_picture(learner, scenario_obj, out / f"seed{seed}" / "replay.png")
         summary = result.summary["accuracy"]
         per_seed.append({"seed": seed, "average_accuracy": summary["average"], "forgetting": summary["forgetting"],
                          "memory_mb": result.memory_bytes[-1] / 2**20, "wall_time_s": sum(result.wall_times),
-                         "run_s": round(time.perf_counter() - started, 1),
+                         "run_s": round(result.run_time_s, 1),
                          "final_row": [float(v) for v in result.matrices["accuracy"][-1]]})
     accuracy = mean_sem([100 * r["average_accuracy"] for r in per_seed])
     summary = {"method": method, "scenario": scenario, "scale": scale, "seeds": seeds,
@@ -190,8 +333,8 @@ def settings_help() -> str:
     from genrep.continual.binplay import BinPlaySettings
 
     names = {}
-    for label, cls in (("classifier learners", baselines.ClassifierSettings), ("er", baselines.ERSettings),
-                       ("gr / gr-distill", baselines.GRSettings)):
+    for label, cls in (("classifier learners", baselines.ClassifierSettings), ("joint", baselines.JointSettings),
+                       ("er", baselines.ERSettings), ("gr / gr-distill", baselines.GRSettings)):
         names[label] = [f.name for f in dataclasses.fields(cls) if f.name != "seed"]
     names["binplay"] = [f.name for f in dataclasses.fields(BinPlaySettings) if f.name != "seed"]
     return "; ".join(f"{label}: {', '.join(fields)}" for label, fields in names.items())

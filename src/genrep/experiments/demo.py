@@ -20,6 +20,7 @@ import torch
 from genrep.data import load_dataset
 from genrep.experiments.run_config import resolve_run_config
 from genrep.experiments.train import load_trained_model, train_run
+from genrep.models.base import GenerativeModel
 from genrep.runs import prepare_run_dir, write_json, write_report
 from genrep.utils.images import save_grid
 
@@ -47,41 +48,57 @@ def digits_lenet(progress: bool):
         return train_lenet("digits", progress=progress)[0]
 
 
-def run_demo(out: str | Path = "runs/demo", *, steps: int = 2000, seed: int = 0, overwrite: bool = False,
-             progress: bool = True) -> dict[str, Any]:
+def demo_config(name: str, *, steps: int, seed: int, progress: bool, model_overrides: dict | None = None):
+    """The demo's run config for model `name` (digits, MLP nets, Adam 2e-3, batch 128)."""
+    return resolve_run_config(name, overrides={
+        "data": {"name": "digits"},
+        "model": dict(model_overrides or {}),
+        "train": {"steps": steps, "seed": seed, "lr": 2e-3, "batch_size": 128, "log_every": 100,
+                  "eval_every": 500, "checkpoint_every": 1000, "progress": progress},
+    })
+
+
+def train_and_score(name: str, run_dir: Path, *, steps: int, seed: int, classifier, lenet, progress: bool = False,
+                    model_overrides: dict | None = None) -> tuple[dict[str, Any], torch.Tensor, GenerativeModel]:
+    """Train model `name` with the demo's settings into `run_dir` and score it: LeNet FID and PRD
+    (test split vs as many samples), test loss, label agreement / classes covered by `classifier` on
+    N_SAMPLES samples, train time. Returns (row, the first 100 samples, the model)."""
     from genrep.experiments.evaluate import evaluate
 
+    cfg = demo_config(name, steps=steps, seed=seed, progress=progress, model_overrides=model_overrides)
+    summary = train_run(cfg, run_dir)
+    model = load_trained_model(run_dir)
+    torch.manual_seed(seed)
+    requested = torch.arange(N_SAMPLES) % 10
+    conditional = getattr(model, "condition", None) is not None
+    samples = model.sample(N_SAMPLES, requested if conditional else None)
+    predicted = classifier.predict(samples.flatten(1).numpy())
+    counts = np.bincount(predicted, minlength=10)
+    scores = evaluate("digits:test", str(run_dir), metrics=["fid", "prd"], features=lenet, seed=seed, progress=False)
+    row = {
+        "model": name,
+        "fid": scores["fid"],
+        "prd_precision": scores["prd_precision"],
+        "prd_recall": scores["prd_recall"],
+        "test_loss": summary["test_loss"],
+        "label_agreement": float((predicted == requested.numpy()).mean()) if conditional else None,
+        "classes_covered": int((counts >= 0.02 * N_SAMPLES).sum()),
+        "train_time_s": summary["wall_time_s"],
+    }
+    return row, samples[:100], model
+
+
+def run_demo(out: str | Path = "runs/demo", *, steps: int = 2000, seed: int = 0, overwrite: bool = False,
+             progress: bool = True) -> dict[str, Any]:
     out = prepare_run_dir(out, overwrite=overwrite)
     clf, clf_accuracy = digit_classifier()
     lenet = digits_lenet(progress)
     rows = []
     for name in MODELS:
-        cfg = resolve_run_config(name, overrides={
-            "data": {"name": "digits"},
-            "train": {"steps": steps, "seed": seed, "lr": 2e-3, "batch_size": 128, "log_every": 100,
-                      "eval_every": 500, "checkpoint_every": 1000, "progress": progress},
-        })
-        summary = train_run(cfg, out / name)
-        model = load_trained_model(out / name)
-        torch.manual_seed(seed)
-        requested = torch.arange(N_SAMPLES) % 10
-        conditional = getattr(model, "condition", None) is not None
-        samples = model.sample(N_SAMPLES, requested if conditional else None)
-        predicted = clf.predict(samples.flatten(1).numpy())
-        counts = np.bincount(predicted, minlength=10)
-        scores = evaluate("digits:test", str(out / name), metrics=["fid", "prd"], features=lenet, seed=seed,
-                          progress=False)
-        rows.append({
-            "model": name,
-            "fid": scores["fid"],
-            "prd_precision": scores["prd_precision"],
-            "prd_recall": scores["prd_recall"],
-            "test_loss": summary["test_loss"],
-            "label_agreement": float((predicted == requested.numpy()).mean()) if conditional else None,
-            "classes_covered": int((counts >= 0.02 * N_SAMPLES).sum()),
-            "train_time_s": summary["wall_time_s"],
-        })
-        save_grid(samples[:100], out / f"{name}_samples.png", value_range=model.value_range, nrow=10)
+        row, samples, model = train_and_score(name, out / name, steps=steps, seed=seed, classifier=clf, lenet=lenet,
+                                              progress=progress)
+        rows.append(row)
+        save_grid(samples, out / f"{name}_samples.png", value_range=model.value_range, nrow=10)
     result = {"dataset": "digits", "steps": steps, "seed": seed, "classifier_test_accuracy": clf_accuracy,
               "models": rows}
     write_json(out / "summary.json", result)

@@ -21,7 +21,7 @@ import torch
 
 from genrep.data import ImageDataset, load_dataset
 from genrep.data.transforms import rescale
-from genrep.errors import ConfigError, DataError
+from genrep.errors import CheckpointError, ConfigError, DataError, UnsafeFileError
 
 FEATURE_METRICS = ("fid", "kid", "prd", "ipr", "sinkhorn")
 ALL_METRICS = (*FEATURE_METRICS, "is", "sfid", "channels")
@@ -86,7 +86,7 @@ def _read_folder(folder: Path, *, channels: int) -> torch.Tensor:
         return load_dataset("image_folder", "test", path=str(folder), mode="gray" if channels == 1 else "rgb").images
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS)
     mode = "L" if channels == 1 else "RGB"
-    return stack_images([decode_image(f, mode, label=str(f)) for f in files], label=str(folder))
+    return stack_images([decode_image(f, mode, label=str(f)) for f in files], label=str(folder), names=files)
 
 
 @torch.no_grad()
@@ -121,6 +121,7 @@ def evaluate(real_spec: str, fake_source: str, *, metrics: list[str], features="
     `features`: "lenet", "inception", a TorchScript file, or a FeatureExtractor instance."""
     name, split = parse_real(real_spec)
     real = choose_real(load_dataset(name, split, **_data_options_of_run(fake_source)), n, seed)
+    _check_sample_count(metrics, len(real))  # before sampling and extracting: fail in seconds, not minutes
     fake = load_fake(fake_source, real, seed=seed)
     result: dict[str, Any] = {"real": f"{name}:{split}", "fake": fake.source, "n": len(real), "seed": seed}
     kinds = _feature_kinds(metrics)
@@ -134,6 +135,14 @@ def evaluate(real_spec: str, fake_source: str, *, metrics: list[str], features="
     if "channels" in metrics:
         result.update(_channel_metrics(real, fake))
     return result
+
+
+def _check_sample_count(metrics: list[str], n: int) -> None:
+    from genrep.metrics.kernel_distance import MIN_SUBSET_SIZE
+
+    if "kid" in metrics and n < MIN_SUBSET_SIZE:
+        raise ConfigError(f"metric kid needs at least {MIN_SUBSET_SIZE} images per set, got --n {n}; pass"
+                          f" --n {MIN_SUBSET_SIZE} or more, or drop kid from --metrics")
 
 
 def _feature_kinds(metrics: list[str]) -> tuple[str, ...]:
@@ -163,6 +172,15 @@ def resolve_extractor(features, dataset: str, probe: torch.Tensor):
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except RuntimeError as exc:
+        from genrep.utils.safe_load import load_torch
+
+        try:  # a torch.save file? a pickled nn.Module holds code objects and is refused for safety
+            load_torch(path, label=f"--features {features}")
+        except UnsafeFileError as err:
+            raise UnsafeFileError(f"{err}; save the network with torch.jit.save(torch.jit.script(net), PATH)"
+                                  " instead") from None
+        except CheckpointError:
+            pass
         raise ConfigError(f"--features {features} is not a TorchScript file (torch.jit.save a traced or "
                           f"scripted module): {str(exc).splitlines()[0]}") from None
     with torch.no_grad():

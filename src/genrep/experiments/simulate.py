@@ -12,7 +12,11 @@ Particle files (`read_particles`)
           counts of the same particles (real or simulator responses, used by `--compare`).
     Checks: finite values, Energy > 0, mass >= 0, Pz != 0 and Pz of the sign of the training
     particles (the synthetic ZDC sits at z = +112.5 m, so its particles all have Pz > 0: a particle
-    with Pz <= 0 never reaches it and has no response to learn).
+    with Pz <= 0 never reaches it and has no response to learn). Non-physical values are refused
+    (InputError); energies outside the range the model was built for (`simulator_energy_range`:
+    [2, 3000] GeV for the synthetic simulator, else within 5 standard deviations of the training
+    particles' mean) give a `GenrepWarning` naming the rows: the model extrapolates there, and its
+    responses (often all zeros) mean nothing.
     `export_particles` writes such an .npz from the synthetic simulator (with `responses`).
 
 Output (`simulate`, `write_responses`): for N particles and k = n_per_particle, rows ordered
@@ -32,10 +36,8 @@ restored afterwards). A different batch_size draws different noise.
 from __future__ import annotations
 
 import csv
-import json
 import os
-import tempfile
-import zipfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,9 @@ import numpy as np
 import torch
 
 from genrep.data import calorimeter as zdc
-from genrep.errors import ConfigError, DataError, InputError
+from genrep.errors import ConfigError, DataError, GenrepWarning, InputError
+from genrep.utils.files import output_file, write_npz, writing
+from genrep.utils.safe_load import load_arrays
 
 COLUMNS = zdc.PARTICLE_COLUMNS
 ENERGY, PZ, MASS = COLUMNS.index("Energy"), COLUMNS.index("Pz"), COLUMNS.index("mass")
@@ -117,11 +121,7 @@ def _read_csv(path: Path) -> np.ndarray:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    arrays = load_arrays(path)
     if "particles" not in arrays:
         raise DataError(f"{path}: missing key 'particles' (N, 9 = {', '.join(COLUMNS)}); "
                         f"found: {', '.join(arrays) or 'nothing'}")
@@ -179,12 +179,11 @@ def load_simulator(run_dir: str | os.PathLike):
     """The trained model of a run, checked to be a calorimeter simulator: 1×44×44 images and 9-d
     condition vectors. Returns (model, pz_sign) where pz_sign is the sign of Pz in its training
     particles (+1 when the model does not store condition statistics)."""
-    from genrep.config import from_dict
-    from genrep.data import DataSpec
     from genrep.experiments.train import load_trained_model
+    from genrep.runs import read_data_spec
 
     model = load_trained_model(run_dir)
-    spec = from_dict(DataSpec, json.loads((Path(run_dir) / "data_spec.json").read_text()))
+    spec = read_data_spec(run_dir)
     if tuple(spec.image_shape) != (1, *RESPONSE_SHAPE) or spec.cond_dim != len(COLUMNS):
         shape = "×".join(map(str, spec.image_shape))
         cond = f"{spec.cond_dim}-d condition vectors" if spec.cond_dim else "no condition vectors"
@@ -199,6 +198,45 @@ def load_simulator(run_dir: str | os.PathLike):
     mean = getattr(getattr(model, "condition", None), "mean", None)
     pz_sign = -1 if isinstance(mean, torch.Tensor) and float(mean[PZ]) < 0 else 1
     return model, pz_sign
+
+
+ENERGY_SIGMAS = 5.0
+
+
+def simulator_energy_range(run_dir: str | os.PathLike | None, model) -> tuple[float, float, str] | None:
+    """(lo, hi, what) GeV: the energies the model of `run_dir` was built for. A run trained on the
+    synthetic calorimeter (no data path) saw [E_MIN, E_MAX] = [2, 3000] GeV; otherwise the range is
+    the training particles' mean ± 5 standard deviations (from the model's condition statistics),
+    cut at 0. None when neither is known."""
+    if run_dir is not None:
+        from genrep.experiments.train import load_run_config
+
+        data = load_run_config(run_dir).data
+        if data.name == "calorimeter" and data.path is None:
+            return zdc.E_MIN, zdc.E_MAX, "the energies of the synthetic ZDC simulator's particles"
+    condition = getattr(model, "condition", None)
+    mean, std = getattr(condition, "mean", None), getattr(condition, "std", None)
+    if not isinstance(mean, torch.Tensor) or not isinstance(std, torch.Tensor) or len(mean) != len(COLUMNS):
+        return None
+    m, s = float(mean[ENERGY]), float(std[ENERGY])
+    return max(0.0, m - ENERGY_SIGMAS * s), m + ENERGY_SIGMAS * s, (
+        f"the training particles' mean ± {ENERGY_SIGMAS:g} standard deviations")
+
+
+def warn_energy_range(particles: np.ndarray, energy_range: tuple[float, float, str] | None, *,
+                      where: str = "particles") -> None:
+    """A GenrepWarning naming the particles whose Energy lies outside `energy_range` (see
+    `simulator_energy_range`); nothing when all lie inside or the range is unknown."""
+    if energy_range is None:
+        return
+    lo, hi, what = energy_range
+    energy = np.asarray(particles, dtype=np.float64)[:, ENERGY]
+    outside = (energy < lo) | (energy > hi)
+    if outside.any():
+        first = float(energy[np.flatnonzero(outside)[0]])
+        warnings.warn(f"{where}: Energy outside [{lo:.4g}, {hi:.4g}] GeV ({what}, the range the model was "
+                      f"built for) in {_rows(outside)}, e.g. {first:.4g} GeV: the model extrapolates there "
+                      "and its responses (often all zeros) are not meaningful", GenrepWarning, stacklevel=3)
 
 
 @torch.no_grad()
@@ -229,17 +267,21 @@ def simulate(run_dir: str | os.PathLike, particles, n_per_particle: int = 1, see
     .csv/.npz particle file. Returns the arrays described in the module docstring (`responses`,
     `particles`, `particle_index`, `channels`, `columns`, `channel_names`)."""
     model, pz_sign = load_simulator(run_dir)
+    where = "particles"
     if isinstance(particles, (str, os.PathLike)):
+        where = str(particles)
         particles, _ = read_particles(particles, pz_sign=pz_sign)
     return simulate_with(model, particles, n_per_particle, seed, batch_size=batch_size, progress=progress,
-                         pz_sign=pz_sign)
+                         pz_sign=pz_sign, energy_range=simulator_energy_range(run_dir, model), where=where)
 
 
 def simulate_with(model, particles, n_per_particle: int = 1, seed: int = 0, *, batch_size: int = 1000,
-                  progress: bool = False, pz_sign: int = 1) -> dict[str, np.ndarray]:
+                  progress: bool = False, pz_sign: int = 1, energy_range: tuple[float, float, str] | None = None,
+                  where: str = "particles") -> dict[str, np.ndarray]:
     """`simulate` with an already loaded model (see `load_simulator`): any module with
     `sample(n, cond)` taking float conditions n×9 and returning n×1×44×44 images in
-    `model.value_range`."""
+    `model.value_range`. `energy_range` (lo, hi, description; default: from the model's condition
+    statistics, see `simulator_energy_range`): energies outside it give a GenrepWarning."""
     from genrep.metrics.calorimeter import calorimeter_channels
 
     for name, value in (("n_per_particle", n_per_particle), ("batch_size", batch_size)):
@@ -249,7 +291,9 @@ def simulate_with(model, particles, n_per_particle: int = 1, seed: int = 0, *, b
         raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     if isinstance(particles, torch.Tensor):
         particles = particles.detach().cpu().numpy()
-    particles = check_particles(particles, pz_sign=pz_sign)
+    particles = check_particles(particles, pz_sign=pz_sign, where=where)
+    warn_energy_range(particles, energy_range if energy_range is not None else simulator_energy_range(None, model),
+                      where=where)
     responses = _generate(model, particles, int(n_per_particle), int(seed), int(batch_size), progress)
     index = np.repeat(np.arange(len(particles)), n_per_particle)
     return {
@@ -266,17 +310,7 @@ def simulate_with(model, particles, n_per_particle: int = 1, seed: int = 0, *, b
 
 def _write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     """np.savez_compressed to a temporary file beside `path`, then an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_npz(path, **arrays)
 
 
 def write_responses(path: str | os.PathLike, result: dict[str, np.ndarray]) -> Path:
@@ -382,10 +416,12 @@ def compare_picture(real_responses, fake_responses, path: str | os.PathLike, *, 
         summary += f"    channel MAE (same particle) = {metrics['channel_mae']:.4g} p.e."
     top_fig.suptitle("ZDC responses for the same particles: real (top row) vs generated (bottom row)", fontsize=11)
     bottom_fig.suptitle(f"Channel distributions, real vs generated — {summary}", fontsize=11)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    path = output_file(path)
+    try:
+        with writing(path):
+            fig.savefig(path, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -211,8 +211,9 @@ def switching_experiment(ddgm, train: ImageDataset, test: ImageDataset, out: str
     if tuple(test.image_shape) != tuple(ddgm.image_shape):
         raise InputError(f"the evaluation images are {'×'.join(map(str, test.image_shape))} but the DDGM generates "
                          f"{'×'.join(map(str, ddgm.image_shape))}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    from genrep.utils.files import output_dir
+
+    out = output_dir(out)
     ddgm.eval()
     n = min(settings.n, len(test))
     if n < settings.n:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +15,13 @@ import torch
 
 from genrep.config import dump_yaml, from_dict, load_yaml, to_dict
 from genrep.data import DataSpec, ImageDataset, load_dataset
-from genrep.errors import ConfigError
+from genrep.errors import ConfigError, OutputError, one_line
 from genrep.experiments.run_config import RunConfig, run_config_from_dict
 from genrep.models.base import GenerativeModel
-from genrep.models.registry import build_model
-from genrep.runs import prepare_run_dir, write_json, write_report
+from genrep.models.registry import build_model, get_model_spec
+from genrep.runs import prepare_run_dir, read_data_spec, write_json, write_report
 from genrep.training import Trainer, launch_fabric, load_weights
-from genrep.training.loop import config_differences
+from genrep.training.loop import RESUME_CHANGEABLE_FIELDS, config_differences
 from genrep.utils.images import save_grid
 from genrep.utils.plots import plot_training_curves
 
@@ -75,29 +80,50 @@ def mean_loss(model: GenerativeModel, data: ImageDataset, *, batch_size: int = 5
 
 
 def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
-    """Train `cfg` into run folder `out`; returns the summary (also written to summary.json)."""
+    """Train `cfg` into run folder `out`; returns the summary (also written to summary.json).
+
+    Everything that can be checked is checked before the run folder is created, wiped (`overwrite`)
+    or rewritten (`resume`): whether the folder may be used (RunExistsError, OutputError, and on
+    resume the config compared with RUN/config.yaml, see `check_resume_compatible`), the data
+    (loaded) and the model (built). Running out of memory while loading, building or training
+    raises ConfigError naming the settings to lower. When the command fails after that, a run
+    folder it created that holds no checkpoint is removed again (one that existed before is only
+    emptied of what this command wrote, and only when it was empty or wiped), so the corrected
+    command runs without --overwrite; a folder with a checkpoint, or a resumed one, is kept.
+    """
     out = Path(out)
     config_dict = to_dict(cfg)
     fabric = launch_fabric(cfg.train)
     if fabric.is_global_zero:
-        prepare_run_dir(out, overwrite=overwrite, resume=resume)
-        if resume:
-            check_resume_compatible(out, config_dict)
-        dump_yaml(cfg, out / "config.yaml")
-    fabric.barrier()
+        check_run_dir(out, overwrite=overwrite, resume=resume, config=config_dict)
 
-    train = load_data(cfg, "train")
-    val = load_data(cfg, "val") if cfg.data.validation_fraction > 0 else None
+    with out_of_memory_as_config_error(cfg, "data"):
+        train = load_data(cfg, "train")
+        val = load_data(cfg, "val") if cfg.data.validation_fraction > 0 else None
+        test = load_data(cfg, "test")
     spec = DataSpec.of(train)
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model_name, cfg.model, spec, train)
-    if fabric.is_global_zero:
-        write_json(out / "data_spec.json", to_dict(spec))
+    with out_of_memory_as_config_error(cfg, "model"):
+        model = build_model(cfg.model_name, cfg.model, spec, train)
+        grid_conditions = sample_conditions(model, test, GRID_SIZE)
 
-    test = load_data(cfg, "test")
-    hook = sample_grid_hook("step_{step:06d}.png", sample_conditions(model, test, GRID_SIZE))
-    trainer = Trainer(cfg.train, fabric=fabric, run_dir=out, resume=resume)
-    result = trainer.fit(model, train, val=val, hooks=[hook], config=config_dict)
+    existed = out.exists()
+    emptied = out.is_dir() and not resume and (overwrite or not any(out.iterdir()))
+    if fabric.is_global_zero:
+        prepare_run_dir(out, overwrite=overwrite, resume=resume)
+    try:
+        if fabric.is_global_zero:
+            dump_yaml(cfg, out / "config.yaml")
+            write_json(out / "data_spec.json", to_dict(spec))
+        fabric.barrier()
+        hook = sample_grid_hook("step_{step:06d}.png", grid_conditions)
+        trainer = Trainer(cfg.train, fabric=fabric, run_dir=out, resume=resume)
+        with out_of_memory_as_config_error(cfg, "training"):
+            result = trainer.fit(model, train, val=val, hooks=[hook], config=config_dict)
+    except BaseException:  # also Ctrl-C: a folder without a checkpoint holds nothing worth resuming
+        if fabric.is_global_zero and (not existed or emptied):
+            discard_unstarted_run(out, remove_folder=not existed)
+        raise
     if not fabric.is_global_zero:
         return {}
 
@@ -109,7 +135,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
         "steps": result.steps,
         "train_loss_final": result.final_loss,
         **{f"test_{k}": v for k, v in test_metrics.items()},
-        "wall_time_s": result.wall_time_s,
+        "wall_time_s": result.total_wall_time_s,  # all segments of a resumed run
         "images_per_s": result.images_per_s,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
@@ -122,13 +148,136 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     return summary
 
 
+def check_run_dir(out: Path, *, overwrite: bool, resume: bool, config: dict[str, Any]) -> None:
+    """Raise what `prepare_run_dir(out, ...)` would raise, without creating or changing anything:
+    RunExistsError for a non-empty folder without `overwrite`/`resume` or a resume of a folder
+    without config.yaml, OutputError for a file in the way or a parent folder that cannot be
+    written, and on `resume` the ConfigError of `check_resume_compatible`."""
+    if resume or (out.exists() and not out.is_dir()) or (out.is_dir() and any(out.iterdir()) and not overwrite):
+        prepare_run_dir(out, overwrite=overwrite, resume=resume)  # refuses, or (resume) returns untouched
+    if resume:
+        check_resume_compatible(out, config)
+        return
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {out}: no permission to write in {existing} (or a read-only file system)")
+
+
+def discard_unstarted_run(out: Path, *, remove_folder: bool) -> None:
+    """Undo a failed `train_run` that wrote no checkpoint: remove `out` (`remove_folder`) or empty
+    it. A folder holding checkpoints/last.ckpt or model.safetensors is never touched."""
+    if not out.is_dir() or (out / "checkpoints" / "last.ckpt").exists() or (out / "model.safetensors").exists():
+        return
+    if remove_folder:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+MEMORY_MARKERS = ("not enough memory", "defaultcpuallocator", "out of memory", "can't allocate memory",
+                  "cannot allocate memory")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for torch's/numpy's out-of-memory errors (torch.OutOfMemoryError, MemoryError, the
+    RuntimeError of the CPU allocator "DefaultCPUAllocator: can't allocate memory" / "not enough memory")."""
+    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if isinstance(err, MemoryError) or (oom_type is not None and isinstance(err, oom_type)):
+        return True
+    return isinstance(err, RuntimeError) and any(m in str(err).lower() for m in MEMORY_MARKERS)
+
+
+def _allocation(err: BaseException) -> str:
+    """"one allocation of 205 GB" from an allocator message naming what it tried to allocate, else
+    the error on one short line."""
+    found = re.search(r"allocate (\d+) bytes", str(err))
+    if found:
+        return f"one allocation of {int(found.group(1)) / 1e9:.3g} GB"
+    found = re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]i?B)", str(err))
+    return f"one allocation of {found.group(1)}" if found else one_line(err, 120)
+
+
+def grown_settings(cfg: RunConfig, *, include_batch: bool = False) -> list[str]:
+    """The memory-relevant settings of `cfg` set above their defaults, as "key (value; default D)":
+    numeric model.* fields (or lists of numbers, compared by their largest entry), data.image_size /
+    data.pad_to when set, and train.batch_size (`include_batch`)."""
+    def flat(value, prefix):
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                out.update(flat(item, f"{prefix}.{key}"))
+            return out
+        return {prefix: value}
+
+    def size(value):
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, (int, float)):
+            return value
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                               for v in value):
+            return max(value)
+        return None
+
+    try:
+        defaults = flat(to_dict(get_model_spec(cfg.model_name).config_cls()), "model")
+    except Exception:  # a model config without defaults: compare with nothing
+        defaults = {}
+    grown = []
+    for key, value in flat(to_dict(cfg.model), "model").items():
+        new, old = size(value), size(defaults.get(key))
+        if new is not None and old is not None and new > old:
+            grown.append((new / old if old else float("inf"), f"{key} ({value}; default {defaults[key]})"))
+    grown.sort(key=lambda item: -item[0])
+    names = [text for _, text in grown]
+    for key in ("image_size", "pad_to"):
+        if getattr(cfg.data, key) is not None:
+            names.append(f"data.{key} ({getattr(cfg.data, key)})")
+    if include_batch:
+        names.append(f"train.batch_size ({cfg.train.batch_size})")
+    return names
+
+
+@contextlib.contextmanager
+def out_of_memory_as_config_error(cfg: RunConfig, stage: str) -> Iterator[None]:
+    """Turn running out of memory in `stage` ("data", "model", "training") into a one-line
+    ConfigError naming the settings to lower (those set above their defaults first)."""
+    try:
+        yield
+    except BaseException as err:
+        if not is_out_of_memory(err):
+            raise
+        need = _allocation(err)
+        if stage == "data":
+            lower = [f"data.{k} ({getattr(cfg.data, k)})" for k in ("image_size", "pad_to", "limit")
+                     if getattr(cfg.data, k) is not None]
+            message = (f"data too large: loading {cfg.data.name} ran out of memory ({need});"
+                       f" {'lower ' + ' / '.join(lower) if lower else 'set data.limit to use a subset'}")
+        elif stage == "model":
+            lower = grown_settings(cfg) or ["the model's sizes (model.latent_dim, model.hidden, model.channels, ...)"]
+            message = (f"model too large: building {cfg.model_name} ran out of memory ({need}); lower "
+                       + " / ".join(lower))
+        else:
+            lower = grown_settings(cfg, include_batch=True)
+            message = (f"out of memory while training {cfg.model_name} ({need}); lower " + " / ".join(lower))
+        del err
+        raise ConfigError(message) from None
+
+
 def check_resume_compatible(run_dir: Path, new: dict[str, Any]) -> None:
-    """Refuse to resume with a config that changes anything but the step budget and logging settings
-    (checked before config.yaml is rewritten, so a refused resume leaves the run folder as it was)."""
+    """Refuse to resume with a config that changes anything but the settings a resume may change
+    (`RESUME_CHANGEABLE_FIELDS`: train.steps, train.lr, train.grad_clip and the logging settings;
+    the Trainer applies them and records them in RUN/resume_changes.jsonl). Checked before
+    config.yaml is rewritten, so a refused resume leaves the run folder as it was."""
     differing = config_differences(load_yaml(run_dir / "config.yaml"), new)
     if differing:
         raise ConfigError(f"cannot resume {run_dir}: the config differs in {'; '.join(differing)};"
-                          " use the run's config.yaml or start a new run")
+                          f" use the run's config.yaml or start a new run (a resume may change only"
+                          f" train.{', train.'.join(RESUME_CHANGEABLE_FIELDS)})")
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:
@@ -145,7 +294,7 @@ def load_trained_model(run_dir: str | Path) -> GenerativeModel:
     for name in ("data_spec.json", "model.safetensors"):
         if not (run_dir / name).is_file():
             raise ConfigError(f"{run_dir} is not a finished run: {name} is missing (train it first)")
-    spec = from_dict(DataSpec, json.loads((run_dir / "data_spec.json").read_text()))
+    spec = read_data_spec(run_dir)  # ConfigError naming a corrupt data_spec.json
     model = build_model(cfg.model_name, cfg.model, spec)
     load_weights(run_dir / "model.safetensors", model)
     return model.eval()

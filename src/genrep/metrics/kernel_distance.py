@@ -5,6 +5,10 @@ subsets:
     MMD²ᵤ = Σ_{i≠j} k(xᵢ,xⱼ)/(m(m−1)) + Σ_{i≠j} k(yᵢ,yⱼ)/(m(m−1)) − 2 Σ_{i,j} k(xᵢ,yⱼ)/m²
 
 with m = subset size, x real and y generated rows drawn without replacement per subset.
+
+Minimum: m = min(subset_size, N, M) must be at least MIN_SUBSET_SIZE = 50. The estimator is
+unbiased for any m ≥ 2, but its spread over subsets grows like 1/m: with a handful of rows the
+"KID" is noise around 0 whatever the two sets are, so it is refused instead of reported.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from torch import nn
 
 from genrep.errors import InputError
 from genrep.metrics.states import FeatureListMetric, feature_pair
+
+MIN_SUBSET_SIZE = 50
 
 
 def _mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, *, degree: int, gamma: float, coef0: float) -> float:
@@ -33,12 +39,17 @@ def kid(real, fake, *, subsets: int = 100, subset_size: int = 1000, degree: int 
     subsets of m = min(subset_size, N, M) rows of each set (std over subsets, ddof=0).
 
     gamma defaults to 1/D. The mean is ≈ 0 for equal distributions (it can be slightly negative,
-    the estimator is unbiased) and grows with their difference. Deterministic given `seed`."""
+    the estimator is unbiased) and grows with their difference. Deterministic given `seed`.
+    Raises InputError when m < MIN_SUBSET_SIZE (50): too few samples for a meaningful estimate."""
     real, fake = feature_pair(real, fake)
-    if subsets < 1 or subset_size < 2 or degree < 1:
-        raise InputError(f"kid needs subsets ≥ 1, subset_size ≥ 2, degree ≥ 1; "
+    if subsets < 1 or subset_size < MIN_SUBSET_SIZE or degree < 1:
+        raise InputError(f"kid needs subsets ≥ 1, subset_size ≥ {MIN_SUBSET_SIZE}, degree ≥ 1; "
                          f"got {subsets}, {subset_size}, {degree}")
     m = min(subset_size, len(real), len(fake))
+    if m < MIN_SUBSET_SIZE:
+        raise InputError(f"kid needs at least {MIN_SUBSET_SIZE} real and {MIN_SUBSET_SIZE} generated samples "
+                         f"(its subsets of min(subset_size, N, M) rows give noise, not a distance, below that);"
+                         f" got {len(real)} real and {len(fake)} generated")
     gamma = 1.0 / real.shape[1] if gamma is None else gamma
     rng = np.random.default_rng(seed)
     values = np.array([

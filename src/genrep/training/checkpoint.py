@@ -8,6 +8,7 @@ objects: everything in it is a tensor, number, string, None, or a list/tuple/dic
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import tempfile
@@ -19,13 +20,20 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from genrep.errors import CheckpointError
+from genrep.errors import CheckpointError, one_line  # noqa: F401  (one_line: re-exported)
+from genrep.utils.files import output_file, writing
+from genrep.utils.safe_load import load_torch
 
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Call `write(temp_path)` on a temp file in `path`'s folder, fsync it, then `os.replace` it to
-    `path`: readers see either the old file or the complete new one, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    `path`: readers see either the old file or the complete new one, never a partial one.
+    An OSError (disk full, read-only file system, ...) raises OutputError naming `path`."""
+    with writing(output_file(path)):
+        _atomic_replace(path, write)
+
+
+def _atomic_replace(path: Path, write: Callable[[str], None]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -45,44 +53,47 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
             os.close(dir_fd)
 
 
-def one_line(err: BaseException, limit: int = 300) -> str:
-    """`err` as "Type: message" on one line, whitespace collapsed, cut to `limit` characters."""
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text[:limit]}" if text else type(err).__name__
-
-
 def save_checkpoint(path: str | Path, state: dict) -> Path:
     """Write `state` (a dict of tensors, numbers, strings, lists, dicts) atomically to `path` with
     `torch.save`. Returns the path."""
     path = Path(path)
-    _atomic_write(path, lambda tmp: torch.save(state, tmp))
+    _atomic_write(path, lambda tmp: _torch_save(state, tmp))
     return path
+
+
+def _torch_save(state: dict, file: str) -> None:
+    """torch.save, with its RuntimeError for a failed write (e.g. "[enforce fail at
+    inline_container.cc] unexpected pos" when the disk is full) raised as the OSError it is."""
+    try:
+        torch.save(state, file)
+    except RuntimeError as err:
+        if "inline_container" in str(err) or "PytorchStreamWriter" in str(err):
+            raise OSError(errno.EIO, f"write failed, is the disk full? ({one_line(err, 120)})") from None
+        raise
 
 
 def load_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint written by `save_checkpoint` onto the CPU (weights_only: no arbitrary
     objects are unpickled). Raises CheckpointError naming the file if it is missing, truncated,
-    corrupted or holds something other than a dict."""
+    corrupted or holds something other than a dict, UnsafeFileError (a CheckpointError) if it
+    holds pickled code objects."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ... by cause
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupted ({one_line(err)}); delete it or resume from a copy"
-        ) from None
+    state = load_torch(path, label=f"checkpoint {path}", hint="; delete it or resume from a copy")
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a training state dict")
     return state
 
 
-def save_weights(path: str | Path, model: nn.Module) -> Path:
+def save_weights(path: str | Path, model: nn.Module, *, metadata: dict[str, str] | None = None) -> Path:
     """Write `model.state_dict()` atomically to `path` as safetensors (tensors copied to the CPU,
-    tied tensors stored once per name). Returns the path."""
+    tied tensors stored once per name), with `metadata` (str -> str) in the file's header.
+    Returns the path."""
     path = Path(path)
     tensors = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in model.state_dict().items()}
-    _atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata={"format": "pt"}))
+    header = {"format": "pt", **(metadata or {})}
+    _atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata=header))
     return path
 
 

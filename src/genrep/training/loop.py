@@ -4,6 +4,7 @@ A run folder written by `Trainer.fit` holds:
   checkpoints/last.ckpt  full training state (atomic; every `checkpoint_every` steps and at the end)
   model.safetensors      the final weights (the EMA weights when EMA is on)
   metrics.jsonl, tensorboard/   see `MetricsLogger`
+  resume_changes.jsonl   one line per setting changed on resume: {"step", "key", "old", "new", "time"}
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -35,6 +37,14 @@ from genrep.training.checkpoint import (
 from genrep.training.config import RESUMABLE_FIELDS, TrainConfig
 from genrep.training.ema import EMA
 from genrep.training.logger import MetricsLogger
+
+# Settings a resume may change besides RESUMABLE_FIELDS (train.steps and the logging settings, which
+# never touch the parameters' trajectory): the optimisation settings a NaN stop advises to change.
+# From the checkpoint's step on the new values apply (lr: set in every optimiser param group and
+# scheduler base, keeping the schedule's factor), and each change is appended to
+# RUN/resume_changes.jsonl; any other difference is refused by name.
+RESUME_ADJUSTABLE_FIELDS = ("lr", "grad_clip")
+RESUME_CHANGEABLE_FIELDS = RESUMABLE_FIELDS + RESUME_ADJUSTABLE_FIELDS
 
 CHECKPOINT_KEYS = ("model", "optimizers", "schedulers", "ema", "rng", "step", "epoch", "batch_in_epoch",
                    "last_loss", "best_val_loss", "wall_time_s", "config")
@@ -58,7 +68,9 @@ class TrainState:
 class TrainResult:
     """Summary of one `fit` call. `steps`/`epoch`: where training stands (global step count, epoch
     index); `final_loss`: training loss at the last step, averaged over processes (None if the call
-    ran no step); `wall_time_s`, `images_per_s`: of this call, all processes together; the paths
+    ran no step); `wall_time_s`, `images_per_s`: of this call, all processes together;
+    `total_wall_time_s`: of the whole run, this call plus the earlier segments of a resumed run (up
+    to their last checkpoint, where the elapsed time is stored); the paths
     are None without a run folder (`weights_path` also on ranks other than 0); `val_loss` (the
     latest) and `best_val_loss`: None without validation."""
 
@@ -71,6 +83,7 @@ class TrainResult:
     weights_path: Path | None
     val_loss: float | None = None
     best_val_loss: float | None = None
+    total_wall_time_s: float = 0.0
 
 
 @dataclasses.dataclass
@@ -105,8 +118,12 @@ class Trainer:
     Resuming (`resume=True`) loads `run_dir/checkpoints/last.ckpt` and restores the model, the
     optimisers, schedulers, EMA, the RNG states and the position inside the epoch, so an interrupted
     run ends with exactly the parameters of an uninterrupted one (same machine and settings). The
-    stored configuration must equal the current one in every key except `train.steps` and the
-    logging fields (`RESUMABLE_FIELDS`); otherwise ConfigError names the differing keys.
+    stored configuration must equal the current one in every key except `RESUME_CHANGEABLE_FIELDS`:
+    `train.steps` and the logging fields (`RESUMABLE_FIELDS`), and `train.lr` and `train.grad_clip`
+    (`RESUME_ADJUSTABLE_FIELDS`, e.g. to follow a NaN stop's advice), which apply from the
+    checkpoint's step on: the new lr replaces the restored one in every optimiser param group (times
+    the scheduler's current factor; also the scheduler's base lr). Each changed setting is appended
+    to `run_dir/resume_changes.jsonl`; any other difference raises ConfigError naming the keys.
     """
 
     def __init__(self, cfg: TrainConfig, *, fabric: Fabric, run_dir: Path | None, resume: bool = False):
@@ -242,7 +259,7 @@ class Trainer:
             steps=pos.step, epoch=pos.epoch, final_loss=pos.last_loss if pos.step > start_step else None,
             wall_time_s=elapsed, images_per_s=(pos.step - start_step) * images_per_step / max(elapsed, 1e-9),
             checkpoint_path=self.checkpoint_path, weights_path=weights_path, val_loss=val_loss,
-            best_val_loss=pos.best_val_loss,
+            best_val_loss=pos.best_val_loss, total_wall_time_s=wall_before + elapsed,
         )
 
     def _build_optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
@@ -379,8 +396,9 @@ class Trainer:
             raise ConfigError(
                 f"cannot resume from {path}: the configuration differs in {'; '.join(differing)};"
                 f" resume with the stored values or start a new run"
-                f" (only train.{', train.'.join(RESUMABLE_FIELDS)} may change)"
+                f" (only train.{', train.'.join(RESUME_CHANGEABLE_FIELDS)} may change)"
             )
+        changes = resume_changes(state["config"], run_config)
         if len(state["optimizers"]) != len(optimizers) or len(state["schedulers"]) != len(schedulers):
             raise CheckpointError(
                 f"checkpoint {path} has {len(state['optimizers'])} optimizers and {len(state['schedulers'])}"
@@ -389,31 +407,76 @@ class Trainer:
             model.load_state_dict(state["model"])
         except RuntimeError as err:
             raise CheckpointError(f"checkpoint {path} does not match {type(model).__name__}: {one_line(err)}") from None
+        # the base lr of each param group as built from the current config, before the restore overwrites it
+        fresh_lrs = [[group.get("initial_lr", group["lr"]) for group in o.param_groups] for o in optimizers]
         for optimizer, saved in zip(optimizers, state["optimizers"]):
             optimizer.load_state_dict(saved)
         for scheduler, saved in zip(schedulers, state["schedulers"]):
             scheduler.load_state_dict(saved)
+        _apply_base_lrs(optimizers, schedulers, fresh_lrs)
         if ema is not None:
             ema.load_state_dict(state["ema"])
         for field in dataclasses.fields(pos):
             setattr(pos, field.name, state[field.name])
         set_rng_states(state["rng"])
         self._good_step = pos.step
+        if changes and self.run_dir is not None and self.fabric.is_global_zero:
+            record_resume_changes(self.run_dir / "resume_changes.jsonl", pos.step, changes)
 
     def _diverged(self, what: str, step: int) -> TrainingDivergedError:
         """The error for a NaN/inf at `step`, naming the last good checkpoint."""
         if self._good_step is None:
-            kept = "no checkpoint was written before it"
-        else:
-            kept = f"the last good checkpoint at step {self._good_step} is kept in {self.checkpoint_path}"
-        return TrainingDivergedError(f"{what} at step {step}; {kept}; lower train.lr or enable train.grad_clip")
+            return TrainingDivergedError(f"{what} at step {step}; no checkpoint was written before it; start again"
+                                         " with a lower train.lr or with train.grad_clip set (e.g. 1.0)")
+        return TrainingDivergedError(
+            f"{what} at step {step}; the last good checkpoint at step {self._good_step} is kept in"
+            f" {self.checkpoint_path}; resume from it with a lower train.lr or with train.grad_clip set"
+            " (e.g. 1.0): a resume may change both")
+
+
+def _apply_base_lrs(optimizers: list, schedulers: list, fresh_lrs: list[list[float]]) -> None:
+    """After a restore: where the base lr built from the current config (`fresh_lrs`, per optimiser
+    and param group) differs from the restored one (a changed `train.lr`), scale the group's lr by
+    fresh / restored, so the schedule's current factor is kept, and set the base lr of the group and
+    of its scheduler to the fresh value."""
+    for i, (optimizer, fresh) in enumerate(zip(optimizers, fresh_lrs)):
+        scheduler = schedulers[i] if i < len(schedulers) else None
+        for j, (group, new_base) in enumerate(zip(optimizer.param_groups, fresh)):
+            old_base = group.get("initial_lr", group["lr"])
+            if new_base == old_base:
+                continue
+            group["lr"] = group["lr"] * new_base / old_base if old_base else new_base
+            if "initial_lr" in group:
+                group["initial_lr"] = new_base
+            if scheduler is not None:
+                scheduler.base_lrs[j] = new_base
+        if scheduler is not None:
+            scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+def resume_changes(stored: dict, current: dict) -> list[tuple[str, object, object]]:
+    """(key, stored value, current value) for each `train.<RESUME_CHANGEABLE_FIELDS>` setting that
+    differs between a checkpoint's configuration and the current one."""
+    old, new = _flatten(stored.get("train", {}), "train."), _flatten(current.get("train", {}), "train.")
+    unset = "<unset>"
+    return [(f"train.{name}", old.get(f"train.{name}", unset), new.get(f"train.{name}", unset))
+            for name in RESUME_CHANGEABLE_FIELDS
+            if old.get(f"train.{name}", unset) != new.get(f"train.{name}", unset)]
+
+
+def record_resume_changes(path: Path, step: int, changes: list[tuple[str, object, object]]) -> None:
+    """Append one JSON line per change {"step", "key", "old", "new", "time"} to `path`."""
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with open(path, "a") as f:
+        for key, old, new in changes:
+            f.write(json.dumps({"step": step, "key": key, "old": old, "new": new, "time": stamp}) + "\n")
 
 
 def config_differences(stored: dict, current: dict) -> list[str]:
-    """The keys (dotted, e.g. "train.lr") whose values differ between two resolved configurations,
-    as "key (stored → current)", ignoring `train.<RESUMABLE_FIELDS>`."""
+    """The keys (dotted, e.g. "model.latent_dim") whose values differ between two resolved
+    configurations, as "key (stored → current)", ignoring `train.<RESUME_CHANGEABLE_FIELDS>`."""
     old, new = _flatten(stored), _flatten(current)
-    ignored = {f"train.{name}" for name in RESUMABLE_FIELDS}
+    ignored = {f"train.{name}" for name in RESUME_CHANGEABLE_FIELDS}
     unset = "<unset>"
     keys = sorted(k for k in old.keys() | new.keys() if k not in ignored and old.get(k, unset) != new.get(k, unset))
     return [f"{k} ({old.get(k, unset)!r} → {new.get(k, unset)!r})" for k in keys]

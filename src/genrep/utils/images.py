@@ -9,6 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from genrep.errors import OutputError
+from genrep.utils.files import output_file, writing
+
 
 def make_grid(images: torch.Tensor, *, value_range=(0.0, 1.0), nrow: int | None = None, padding: int = 1,
               upscale: int | None = None) -> np.ndarray:
@@ -40,8 +43,13 @@ def make_grid(images: torch.Tensor, *, value_range=(0.0, 1.0), nrow: int | None 
 
 
 def save_grid(images: torch.Tensor, path: str | Path, **kwargs) -> Path:
-    """Write a PNG grid of `images` (see `make_grid`) and return its path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(make_grid(images, **kwargs)).save(path)
+    """Write a PNG grid of `images` (see `make_grid`) and return its path (parent folders created;
+    OutputError "cannot write PATH: reason" when the file system refuses)."""
+    grid = Image.fromarray(make_grid(images, **kwargs))
+    path = output_file(path)
+    with writing(path):
+        try:
+            grid.save(path)
+        except ValueError as err:  # PIL: "unknown file extension: .foo"
+            raise OutputError(f"cannot write {path}: {err}; name a .png file") from None
     return path

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from genrep.utils.files import output_file, writing  # noqa: E402
+
 
 def plot_training_curves(metrics_path: str | Path, out: str | Path) -> Path | None:
     """Loss (and validation loss) against step from metrics.jsonl; None if there is nothing to plot."""
@@ -30,6 +32,9 @@ def plot_training_curves(metrics_path: str | Path, out: str | Path) -> Path | No
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    try:
+        with writing(output_file(out)):
+            fig.savefig(out)
+    finally:
+        plt.close(fig)
     return Path(out)

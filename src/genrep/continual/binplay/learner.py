@@ -45,7 +45,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -54,8 +54,10 @@ from tqdm.auto import tqdm
 from genrep.continual.binplay.assignment import bit_agreement, greedy_assign
 from genrep.continual.binplay.autoencoder import BinaryAutoencoder, BinaryDecoder, BinaryEncoder
 from genrep.continual.classifier import LOSSES, BaseClassifier, fit_classifier, predict_logits
-from genrep.continual.codes import binary_codes
-from genrep.continual.learner import ContinualLearner, module_bytes
+from genrep.continual.codes import MIN_SUBVECTOR_BITS, binary_codes
+from genrep.continual.learner import (
+    DEVICE, POSITIVE, ContinualLearner, Range, Rule, SettingError, at_least, check_settings, module_bytes,
+)
 from genrep.continual.scenario import Scenario, Task
 from genrep.continual.seeding import seeded, shuffled_batches, stream_seed
 from genrep.errors import CheckpointError, ConfigError, DataError, InputError, TrainingDivergedError
@@ -67,7 +69,9 @@ _STATE_KEYS = ("encoder", "decoder", "classifier", "runs", "labels", "sample_gen
 
 @dataclasses.dataclass
 class BinPlaySettings:
-    """Defaults are the paper / reference values for MNIST-sized data (CIFAR-10: n_bits=1000)."""
+    """Defaults are the paper / reference values for MNIST-sized data (CIFAR-10: n_bits=1000). Every field
+    is checked against its type and its `RULES` entry (`check_settings`), and warmup_epochs <= ae_epochs:
+    SettingError. Epoch counts may be 0 (that phase is skipped, e.g. to probe an untrained network)."""
 
     n_bits: int = 200
     task_bits: int = 10
@@ -97,28 +101,21 @@ class BinPlaySettings:
     device: str = "cpu"
     progress: bool = False
 
+    RULES: ClassVar[dict[str, Rule]] = {
+        "n_bits": at_least(MIN_SUBVECTOR_BITS), "task_bits": Range(1, 62), "width": at_least(1),
+        "ae_epochs": at_least(0), "warmup_epochs": at_least(0), "assignment_weight": at_least(0), "ae_lr": POSITIVE,
+        "ae_batch_size": at_least(2), "decoder_epochs": at_least(0), "first_decoder_lr": POSITIVE,
+        "decoder_lr": POSITIVE, "decoder_lr_decay": Range(0, 1, low_open=True), "decoder_batch_size": at_least(2),
+        "decoder_init": DECODER_INITS, "decoder_new_fraction": Range(0, 1, low_open=True),
+        "classifier_width": at_least(1), "classifier_epochs": at_least(0), "classifier_lr": POSITIVE,
+        "classifier_batch_size": at_least(2), "classifier_loss": LOSSES, "replay_per_task": at_least(1),
+        "seed": at_least(0), "device": DEVICE}
+
     def __post_init__(self) -> None:
-        if self.classifier_loss not in LOSSES:
-            raise ConfigError(f"classifier_loss must be one of {', '.join(LOSSES)}; got {self.classifier_loss!r}")
-        if self.decoder_init not in DECODER_INITS:
-            raise ConfigError(f"decoder_init must be one of {', '.join(DECODER_INITS)}; got {self.decoder_init!r}")
-        bad = [name for name in ("task_bits", "width", "classifier_width") if getattr(self, name) < 1]
-        bad += [name for name in ("ae_batch_size", "decoder_batch_size", "classifier_batch_size")
-                if getattr(self, name) < 2]
-        bad += [name for name in ("ae_epochs", "warmup_epochs", "decoder_epochs", "classifier_epochs")
-                if getattr(self, name) < 0]
-        bad += [name for name in ("ae_lr", "first_decoder_lr", "decoder_lr", "classifier_lr", "decoder_lr_decay")
-                if not getattr(self, name) > 0]
-        if self.assignment_weight < 0 or self.warmup_epochs > self.ae_epochs:
-            bad.append("assignment_weight/warmup_epochs")
-        if self.replay_per_task is not None and self.replay_per_task < 1:
-            bad.append("replay_per_task")
-        if self.decoder_new_fraction is not None and not 0 < self.decoder_new_fraction <= 1:
-            bad.append("decoder_new_fraction")
-        if bad:
-            raise ConfigError(f"BinPlaySettings: invalid {', '.join(bad)} (need widths >= 1, batch sizes >= 2, epochs "
-                              f">= 0, warmup_epochs <= ae_epochs, rates > 0, replay_per_task >= 1 or None, "
-                              f"decoder_new_fraction in (0, 1] or None)")
+        check_settings(self)
+        if self.warmup_epochs > self.ae_epochs:
+            raise SettingError(type(self).__name__, "warmup_epochs", self.warmup_epochs,
+                               f"an integer <= ae_epochs ({self.ae_epochs})")
 
 
 def index_runs(indices: torch.Tensor) -> torch.Tensor:

@@ -12,8 +12,6 @@ Images float32 N×C×H×W in [0, 1]; NaN/inf values are rejected by `load_datase
 
 from __future__ import annotations
 
-import zipfile
-
 import numpy as np
 import torch
 
@@ -22,6 +20,7 @@ from genrep.data.dataset import ImageDataset
 from genrep.data.download import split_path
 from genrep.data.registry import register_source
 from genrep.errors import DataError
+from genrep.utils.safe_load import load_arrays
 
 CHANNELS = (1, 3, 4)
 
@@ -60,13 +59,9 @@ def optional_rows(arrays, key: str, n: int, *, file) -> np.ndarray | None:
 
 def load(split: str, *, path=None) -> ImageDataset:
     file = split_path(path, split, "npz")
-    try:
-        with np.load(file, allow_pickle=False) as arrays:
-            if "images" not in arrays:
-                raise DataError(f"{file}: no key 'images' (N×H×W, N×H×W×C or N×C×H×W); keys: {', '.join(arrays.files)}")
-            arrays = {k: arrays[k] for k in arrays.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"{file}: not a readable .npz file of numeric arrays ({err})") from err
+    arrays = load_arrays(file)
+    if "images" not in arrays:
+        raise DataError(f"{file}: no key 'images' (N×H×W, N×H×W×C or N×C×H×W); keys: {', '.join(arrays)}")
     images = images_tensor(arrays["images"], file=file)
     n = len(images)
     labels = optional_rows(arrays, "labels", n, file=file)

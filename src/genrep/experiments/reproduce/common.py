@@ -19,6 +19,77 @@ def check_scale(scale: str) -> str:
     return scale
 
 
+def check_seeds(seeds: int) -> int:
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"--seeds must be an integer >= 1, got {seeds!r}")
+    return seeds
+
+
+def check_readable(option: str, path: str | Path) -> Path:
+    """`path` (a file or folder given as `option`, e.g. "--calorimeter-path") exists and can be
+    read; else DataError naming the option, the path and the reason."""
+    import os
+
+    from genrep.errors import DataError
+
+    found = Path(path).expanduser()
+    if not found.exists():
+        raise DataError(f"{option} {path} does not exist")
+    try:
+        if found.is_dir():
+            os.listdir(found)
+        else:
+            with open(found, "rb") as f:
+                f.read(1)
+    except OSError as err:
+        raise DataError(f"{option} {path} cannot be read: {err.strerror or err}") from None
+    return found
+
+
+def check_output_folder(out: str | Path) -> Path:
+    """Create the results folder `out` and check that a file can be written in it; OutputError
+    "cannot write OUT: reason" otherwise."""
+    import tempfile
+
+    from genrep.utils.files import output_dir, writing
+
+    out = output_dir(out)
+    with writing(out):
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    return out
+
+
+def check_dataset(name: str, **options) -> None:
+    """Load the test split of data set `name` (with source `options`, e.g. path=) so that a missing
+    source or an unreadable or malformed file fails now, before any training (the offline sources
+    cache what they read, so this costs little)."""
+    from genrep.data import load_dataset
+    from genrep.errors import DataError
+
+    try:
+        load_dataset(name, "test", **options)
+    except OSError as err:
+        where = options.get("path") or name
+        raise DataError(f"{name}: cannot read {where}: {err.strerror or err}") from None
+
+
+def check_inputs(*, scale: str, seeds: int, out: str | Path, paths: dict[str, str | Path | None] | None = None,
+                 datasets: Sequence[tuple[str, dict[str, Any]]] = ()) -> Path:
+    """Every input of a recipe, checked before it trains anything: the scale, the number of seeds,
+    each given path (`paths`: option name → path or None), the results folder (created, writable;
+    returned) and each data set (`datasets`: (name, source options), see `check_dataset`)."""
+    check_scale(scale)
+    check_seeds(seeds)
+    for option, path in (paths or {}).items():
+        if path is not None:
+            check_readable(option, path)
+    out = check_output_folder(out)
+    for name, options in datasets:
+        check_dataset(name, **options)
+    return out
+
+
 def train_or_reuse(raw_config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Train the run described by `raw_config` (a RunConfig as a nested dict) into `run_dir`, or
     reuse the finished run there when its stored config is the same (so an interrupted reproduce

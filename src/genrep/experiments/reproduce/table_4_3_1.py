@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from genrep.experiments.reproduce.common import (
+    check_inputs,
     check_scale,
     format_cell,
     markdown_table,
@@ -160,9 +161,10 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, calorimeter_path: str | 
 
     from genrep.runs import write_json
 
-    check_scale(scale)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    # every input first: a bad --calorimeter-path must not wait for the MNIST models to train
+    data = ([("calorimeter", {"path": calorimeter_path})] if calorimeter_path else []) + [("mnist", {})]
+    out = check_inputs(scale=scale, seeds=seeds, out=out, paths={"--calorimeter-path": calorimeter_path},
+                       datasets=data)
     s = SCALES[scale]
     lenet, lenet_note = lenet_for_mnist(scale, progress)
     log(f"LeNet features for MNIST: {lenet_note}")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from genrep.experiments.reproduce.common import (
+    check_inputs,
     check_scale,
     format_cell,
     markdown_table,
@@ -65,6 +66,18 @@ def run_config(model: str, scale: str, seed: int, *, celeba_path: str | None = N
     return {"model_name": model, "model": model_cfg, "data": data, "train": train}
 
 
+def check_celeba_files(path: str | None) -> None:
+    """The CelebA files are in `path` (or, without one, in the cache): DataError/SourceMissingError
+    naming what is missing, without decoding any image."""
+    from genrep.data.download import locate, require
+    from genrep.data.sources.celeba import RESOURCES
+
+    root = locate("celeba", RESOURCES, path=path)
+    require(root, "img_align_celeba", "img_align_celeba.zip", name="celeba")
+    require(root, "list_eval_partition.txt", name="celeba")
+    require(root, "list_attr_celeba.txt", name="celeba")
+
+
 def run(*, scale: str, seeds: int = 1, out: str | Path, celeba_path: str | None = None, progress: bool = True,
         log=print, features="inception") -> dict[str, Any]:
     """Train and evaluate each model for seeds 0..seeds−1 into `out`; writes results.json/results.md.
@@ -72,9 +85,8 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, celeba_path: str | None 
     from genrep.experiments.evaluate import evaluate
     from genrep.runs import write_json
 
-    check_scale(scale)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_inputs(scale=scale, seeds=seeds, out=out, paths={"--celeba-path": celeba_path})
+    check_celeba_files(celeba_path)
     s = SCALES[scale]
     real = "celeba:test"
     values: dict[str, list[float]] = {m: [] for m in MODELS}

@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from genrep.experiments.reproduce.common import (
+    check_inputs,
     check_scale,
     format_cell,
     markdown_table,
@@ -207,7 +208,9 @@ def generate(run_dir: Path, n: int, seed: int, device: torch.device, *, batch_si
 
     path = run_dir / f"eval_samples_n{n}_seed{seed}.npz"
     if path.is_file():
-        return torch.from_numpy(np.load(path)["images"]).float() / 255.0
+        from genrep.utils.safe_load import load_arrays  # allow_pickle=False, errors name the file
+
+        return torch.from_numpy(load_arrays(path)["images"]).float() / 255.0
     model = load_trained_model(run_dir).to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
     chunks = []
@@ -240,8 +243,7 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
     from genrep.runs import write_json
 
     check_scale(scale)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_inputs(scale=scale, seeds=seeds, out=out, datasets=[(SCALES[scale].dataset, {})])
     s = SCALES[scale]
     device = _device(scale)
     extractor, features_note = feature_extractor(scale, progress)

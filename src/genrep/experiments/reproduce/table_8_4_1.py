@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from genrep.experiments.continual import mean_sem, run_method
-from genrep.experiments.reproduce.common import check_scale, markdown_table
+from genrep.experiments.reproduce.common import check_inputs, check_scale, markdown_table
 
 NAME = "table-8.4.1"
 TITLE = "Tables 8.4.1 / 8.4.2: class-incremental accuracy and memory of BinPlay and replay baselines"
@@ -50,8 +50,9 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
     from genrep.runs import write_json
 
     check_scale(scale)
-    out = Path(out)
     scenarios = tuple(scenarios or SCALES[scale])
+    data = [(name, {}) for name in scenario_datasets(scenarios)]
+    out = check_inputs(scale=scale, seeds=seeds, out=out, datasets=data)
     cells: dict[str, dict[str, dict[str, Any]]] = {}
     for scenario in scenarios:
         for method in methods:
@@ -73,6 +74,22 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
     write_json(out / "results.json", results)
     (out / "results.md").write_text(f"# {TITLE}\n\n{table}\n\n{footnote}\n")
     return {**results, "markdown": f"{table}\n\n{footnote}"}
+
+
+def scenario_datasets(scenarios: tuple[str, ...]) -> list[str]:
+    """The data sets the scenarios read (ConfigError for an unknown scenario), each once."""
+    from genrep.continual.scenarios import SCENARIOS
+    from genrep.errors import ConfigError
+
+    names: list[str] = []
+    for scenario in scenarios:
+        if scenario not in SCENARIOS:
+            raise ConfigError(f"unknown scenario {scenario!r}; valid names: {', '.join(SCENARIOS)}")
+        fixed = SCENARIOS[scenario][1]
+        for name in (fixed["dataset"],) if "dataset" in fixed else fixed.get("datasets", ()):
+            if name not in names:
+                names.append(name)
+    return names
 
 
 def results_table(cells, methods, scenarios) -> str:

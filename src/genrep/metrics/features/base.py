@@ -20,21 +20,28 @@ KINDS = ("features", "spatial", "logits")
 
 
 class FeatureExtractor(nn.Module):
-    """Base class: subclasses set `name`, `dim`, `channels` (allowed channel counts) and implement
+    """Base class: subclasses set `name`, `dim`, `channels` (allowed channel counts), optionally
+    `input_size` (the H×W the network was trained on; None: any size) and implement
     `extract(images)` on checked images."""
 
     name: str = "features"
     dim: int = 0
     input_range: tuple[float, float] = (0.0, 1.0)
     channels: tuple[int, ...] = (1, 3)
+    input_size: tuple[int, int] | None = None
 
     def check(self, images: torch.Tensor) -> None:
         """Raise InputError unless `images` is a finite float N×C×H×W batch in `input_range` with
-        one of the allowed channel counts."""
+        one of the allowed channel counts and, when `input_size` is set, of that H×W."""
         check_images(images, value_range=self.input_range, name=f"{self.name} input images")
         if images.shape[1] not in self.channels:
             allowed = " or ".join(map(str, self.channels))
             raise InputError(f"{self.name} takes images with {allowed} channels, got {tuple(images.shape)}")
+        if self.input_size is not None and tuple(images.shape[-2:]) != tuple(self.input_size):
+            trained, given = "×".join(map(str, self.input_size)), "×".join(map(str, images.shape[-2:]))
+            raise InputError(f"{self.name} was trained on {trained} images but got {given} images: its features"
+                             f" would mean nothing; use a feature extractor trained on {given} images of this"
+                             " data (e.g. `genrep features train --dataset NAME`) or the inception extractor")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images N×C×H×W in `input_range` -> features N×dim (float32)."""
@@ -103,7 +110,7 @@ class WrappedModule(FeatureExtractor):
     features, under the extractor contract (input checks, batched `features()`)."""
 
     def __init__(self, module: nn.Module, name: str, dim: int, input_range: tuple[float, float] = (0.0, 1.0),
-                 channels: tuple[int, ...] = (1, 3)):
+                 channels: tuple[int, ...] = (1, 3), input_size: tuple[int, int] | None = None):
         super().__init__()
         lo, hi = (float(v) for v in input_range)
         if not hi > lo:
@@ -112,6 +119,7 @@ class WrappedModule(FeatureExtractor):
             raise InputError(f"dim must be >= 1, got {dim}")
         self.module, self.name, self.dim = module, name, int(dim)
         self.input_range, self.channels = (lo, hi), tuple(channels)
+        self.input_size = None if input_size is None else (int(input_size[0]), int(input_size[1]))
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:
         out = self.module(images).flatten(1)
@@ -121,8 +129,9 @@ class WrappedModule(FeatureExtractor):
 
 
 def wrap_module(module: nn.Module, name: str, dim: int, input_range: tuple[float, float] = (0.0, 1.0), *,
-                channels: tuple[int, ...] = (1, 3)) -> WrappedModule:
+                channels: tuple[int, ...] = (1, 3), input_size: tuple[int, int] | None = None) -> WrappedModule:
     """Use your own network as a feature extractor: `module(images)` must map N×C×H×W images in
-    `input_range` (with C in `channels`) to N×`dim` features (trailing 1×1 dims are flattened).
-    Example: `wrap_module(my_encoder, "encoder", 64)`. The module is put in eval mode."""
-    return WrappedModule(module, name, dim, input_range, channels).eval()
+    `input_range` (with C in `channels`, and H×W = `input_size` when given) to N×`dim` features
+    (trailing 1×1 dims are flattened). Example: `wrap_module(my_encoder, "encoder", 64)`. The
+    module is put in eval mode."""
+    return WrappedModule(module, name, dim, input_range, channels, input_size).eval()

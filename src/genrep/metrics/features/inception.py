@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genrep.errors import CheckpointError, InputError
+from genrep.errors import CheckpointError, InputError, UnsafeFileError
 from genrep.metrics.features.base import FeatureExtractor
 
 SIZE = 299
@@ -267,9 +267,13 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore", DeprecationWarning)
             return dict(torch.jit.load(path, map_location="cpu").state_dict())
     except RuntimeError as jit_error:
+        from genrep.utils.safe_load import load_torch
+
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # not a pickle either: report the TorchScript reason
+            state = load_torch(path, label=f"FID Inception weights {path}")
+        except UnsafeFileError:  # a pickle with code objects: refused for safety, say so
+            raise
+        except CheckpointError:  # not a pickle either: report the TorchScript reason
             raise jit_error from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not Inception weights")

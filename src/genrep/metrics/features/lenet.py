@@ -6,10 +6,13 @@ output *before* its ReLU (84-d); `logits()` is the 10-way FC(84→10) output.
 
 Input: N×1×H×W gray images in [0, 1]. 28×28 is used as is; any other size (8×8 digits, 32×32)
 is resized to 28×28 bilinearly (antialiased when shrinking, as `genrep.data.transforms.resize`),
-both in training and in extraction, so the network always sees 28×28.
+both in training and in extraction, so the network always sees 28×28. A LeNet trained on one data
+set knows the H×W of its training images (`input_size`, e.g. 8×8 for digits) and refuses images
+of another size: a digits LeNet fed 28×28 MNIST would return numbers that mean nothing.
 
-Weights live in `$GENREP_DATA/features/lenet_<dataset>.safetensors` (default `~/.cache/genrep`)
-with a JSON sidecar `lenet_<dataset>.json` (test accuracy, epochs, seed, date); they are made by
+Weights live in `$GENREP_DATA/features/lenet_<dataset>.safetensors` (default `~/.cache/genrep`;
+the training image size in its metadata, key `input_size`, e.g. "8x8") with a JSON sidecar
+`lenet_<dataset>.json` (test accuracy, epochs, seed, date, image_size); they are made by
 `genrep features train --dataset <dataset>` (see `genrep.metrics.features.training`).
 """
 
@@ -23,10 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from genrep.data.download import data_root
-from genrep.errors import CheckpointError
+from genrep.errors import CheckpointError, GenrepError
 from genrep.metrics.features.base import FeatureExtractor
 
 SIZE = 28
+SIZE_KEY = "input_size"  # safetensors metadata: the H×W of the training images, "8x8"
 
 
 class LeNet(FeatureExtractor):
@@ -35,9 +39,11 @@ class LeNet(FeatureExtractor):
     dim = 84
     channels = (1,)
 
-    def __init__(self, name: str = "lenet"):
+    def __init__(self, name: str = "lenet", input_size: tuple[int, int] | None = None):
+        """`input_size`: the H×W of the training images; other sizes are refused (None: any)."""
         super().__init__()
         self.name = name
+        self.input_size = None if input_size is None else (int(input_size[0]), int(input_size[1]))
         self.conv1 = nn.Conv2d(1, 6, 5)
         self.conv2 = nn.Conv2d(6, 16, 5)
         self.fc1 = nn.Linear(16 * 4 * 4, 120)
@@ -84,7 +90,44 @@ def load_lenet(dataset: str, *, path: str | Path | None = None) -> LeNet:
     if not file.is_file():
         raise CheckpointError(f"no LeNet weights for {dataset} at {file}: train them with"
                               f" `{train_command(dataset)}` (seconds for digits, ~2-3 min for MNIST)")
-    return load_weights(file, LeNet(name=f"lenet[{dataset}]")).eval()
+    model = load_weights(file, LeNet(name=f"lenet[{dataset}]"))
+    model.input_size = trained_size(file, dataset)
+    return model.eval()
+
+
+def size_metadata(size: tuple[int, int]) -> dict[str, str]:
+    """The safetensors metadata that records the training image size: {"input_size": "8x8"}."""
+    return {SIZE_KEY: f"{int(size[0])}x{int(size[1])}"}
+
+
+def trained_size(file: Path, dataset: str) -> tuple[int, int] | None:
+    """The H×W of the images the LeNet in `file` was trained on: from the file's metadata, else
+    from its JSON sidecar, else (weights made before genrep recorded it) the size of the images of
+    `dataset`; None when none of these is known."""
+    import safetensors
+
+    try:
+        with safetensors.safe_open(str(file), "pt") as f:
+            text = (f.metadata() or {}).get(SIZE_KEY)
+        if text:
+            h, w = (int(v) for v in text.split("x"))
+            return h, w
+    except (OSError, ValueError, safetensors.SafetensorError):
+        pass
+    sidecar = file.with_suffix(".json")
+    try:
+        size = json.loads(sidecar.read_text()).get("image_size") if sidecar.is_file() else None
+        if isinstance(size, list) and len(size) == 2:
+            return int(size[0]), int(size[1])
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    try:
+        from genrep.data import load_dataset
+
+        h, w = load_dataset(dataset, "test").image_shape[1:]
+        return int(h), int(w)
+    except GenrepError:
+        return None
 
 
 def lenet_info(dataset: str) -> dict | None:

@@ -16,7 +16,7 @@ from genrep import __version__
 from genrep.data import BatchIterator, ImageDataset, load_dataset
 from genrep.data.transforms import resize
 from genrep.errors import DataError
-from genrep.metrics.features.lenet import SIZE, LeNet, weights_path
+from genrep.metrics.features.lenet import SIZE, LeNet, size_metadata, weights_path
 from genrep.runs import write_json
 
 MIN_EPOCHS, MIN_STEPS = 10, 1500
@@ -29,8 +29,9 @@ def default_epochs(n_train: int) -> int:
     return max(MIN_EPOCHS, math.ceil(MIN_STEPS / math.ceil(n_train / BATCH_SIZE)))
 
 
-def _prepare(dataset: str, split: str) -> ImageDataset:
-    """The split as 28×28 gray images in [0, 1] with labels, or DataError saying why not."""
+def _prepare(dataset: str, split: str) -> tuple[ImageDataset, tuple[int, int]]:
+    """The split as 28×28 gray images in [0, 1] with labels, and the H×W of its own images; or
+    DataError saying why not."""
     data = load_dataset(dataset, split)
     if data.labels is None:
         raise DataError(f"{dataset}: LeNet training needs class labels, and the {split} split has none")
@@ -41,7 +42,7 @@ def _prepare(dataset: str, split: str) -> ImageDataset:
         raise DataError(f"{dataset}: expected images in [0, 1], got {data.value_range}")
     if data.num_classes > 10:
         raise DataError(f"{dataset}: LeNet has a 10-way head, the data set has {data.num_classes} classes")
-    return resize(data, SIZE)
+    return resize(data, SIZE), tuple(data.image_shape[1:])
 
 
 def accuracy(model: LeNet, data: ImageDataset, *, batch_size: int = 1000) -> float:
@@ -65,12 +66,12 @@ def train_lenet(dataset: str, *, epochs: int | None = None, seed: int = 0, progr
     2 shared cores, 2 threads made these tiny batch-64 steps 20-30× slower (3 s -> 100 s for digits)."""
     from genrep.training.checkpoint import save_weights  # genrep.training imports Lightning: load lazily
 
-    train, test = _prepare(dataset, "train"), _prepare(dataset, "test")
+    (train, size), (test, _) = _prepare(dataset, "train"), _prepare(dataset, "test")
     epochs = default_epochs(len(train)) if epochs is None else epochs
     if epochs < 1:
         raise DataError(f"epochs must be >= 1, got {epochs}")
     torch.manual_seed(seed)
-    model = LeNet(name=f"lenet[{dataset}]")
+    model = LeNet(name=f"lenet[{dataset}]", input_size=size)  # refuses images of another size
     batches = BatchIterator(train, min(BATCH_SIZE, len(train)), shuffle=True, drop_last=False, seed=seed)
     previous_threads = torch.get_num_threads()
     if threads is not None:
@@ -83,9 +84,10 @@ def train_lenet(dataset: str, *, epochs: int | None = None, seed: int = 0, progr
     finally:
         torch.set_num_threads(previous_threads)
     if save:
-        path = save_weights(weights_path(dataset), model)
+        path = save_weights(weights_path(dataset), model, metadata=size_metadata(size))
         write_json(path.with_suffix(".json"), {
             "dataset": dataset, "test_accuracy": test_accuracy, "epochs": epochs, "seed": seed,
+            "image_size": list(size),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "train_seconds": round(seconds, 1), "genrep_version": __version__,
         })

@@ -1,0 +1,378 @@
+"""A new user's mistakes (issue 13 §5): each gives one clear line, `genrep: error: ...` with exit
+status 2 from the CLI (or a GenrepWarning where the result is computed but suspect), never a
+traceback. Unwritable outputs are made with a parent that is a file (root ignores chmod)."""
+
+import csv
+import errno
+import json
+import os
+import pickle
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from genrep.cli.main import main
+from genrep.data import calorimeter as zdc
+from genrep.data import load_dataset
+from genrep.errors import (CheckpointError, ConfigError, DataError, GenrepWarning, InputError, OutputError,
+                           UnsafeFileError)
+from genrep.experiments import simulate as sim
+from genrep.experiments.evaluate import load_fake
+from genrep.metrics import kid
+from genrep.runs import write_json
+
+TINY_VAE = ["--steps", "5", "--no-progress", "--set", "model.hidden=[16]", "--set", "train.batch_size=32",
+            "--set", "train.checkpoint_every=1000", "--set", "data.validation_fraction=0"]
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("genrep: error:")]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture()
+def a_file(tmp_path):
+    """A plain file: paths below it cannot be written, by root or anyone."""
+    path = tmp_path / "afile"
+    path.write_text("not a folder\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "vae"
+    assert main(["train", "vae", "--dataset", "digits", "--out", str(out), *TINY_VAE]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_features(tmp_path_factory):
+    """A TorchScript feature network for 1×8×8 digits (64 -> 8 features): evaluate without LeNet."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("features") / "flat8.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(nn.Sequential(nn.Flatten(), nn.Linear(64, 8))), str(path))
+    return path
+
+
+@pytest.fixture()
+def digits_npz(tmp_path):
+    train = load_dataset("digits", "train")
+    path = tmp_path / "fake.npz"
+    np.savez(path, images=(train.images[:60].numpy() * 255).round().astype(np.uint8))
+    return path
+
+
+class Evil:
+    """Unpickling this object calls a function: the kind of payload weights_only refuses."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+# ---- A. OS errors while writing ----------------------------------------------------------------
+
+def test_write_under_a_file_names_the_file(a_file):
+    with pytest.raises(OutputError, match=r"cannot write .*afile[/\\]sub[/\\]x\.json: .*afile is a file, not a folder"):
+        write_json(a_file / "sub" / "x.json", {"a": 1})
+
+
+def test_missing_parent_folders_are_created(tmp_path):
+    write_json(tmp_path / "new" / "deeper" / "x.json", {"a": 1})
+    assert json.loads((tmp_path / "new" / "deeper" / "x.json").read_text()) == {"a": 1}
+
+
+def test_disk_full_while_writing(tmp_path, monkeypatch):
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OutputError, match=r"cannot write .*x\.json: No space left on device"):
+        write_json(tmp_path / "x.json", {"a": 1})
+    assert not list(tmp_path.iterdir()), "no temporary file is left"
+
+
+def test_checkpoint_under_a_file(a_file):
+    from genrep.training.checkpoint import save_checkpoint
+
+    with pytest.raises(OutputError, match=r"cannot write .*last\.ckpt: .*afile is a file, not a folder"):
+        save_checkpoint(a_file / "last.ckpt", {"step": 1})
+
+
+def test_os_error_without_a_write_site_is_one_line(capsys, monkeypatch):
+    from genrep.cli import data_cmd
+
+    def read_only(args):
+        raise OSError(errno.EROFS, "Read-only file system", "/mnt/ro/out.png")
+
+    monkeypatch.setattr(data_cmd, "list_cmd", read_only)
+    code, _, err = run_cli(capsys, "data", "list")
+    assert_one_line_error(code, err, "cannot write /mnt/ro/out.png: Read-only file system")
+
+
+def test_evaluate_output_in_missing_folder_is_created(capsys, tmp_path, digits_npz, tiny_features):
+    out = tmp_path / "results" / "deep" / "eval.json"
+    code, stdout, err = run_cli(capsys, "evaluate", "--real", "digits", "--fake", digits_npz, "--metrics", "fid",
+                                "--features", tiny_features, "--n", "60", "-o", out, "--no-progress")
+    assert code == 0, err
+    assert "fid" in json.loads(out.read_text()) and f"wrote {out}" in stdout
+
+
+def test_evaluate_output_under_a_file_fails_before_computing(capsys, a_file, digits_npz, tiny_features):
+    code, stdout, err = run_cli(capsys, "evaluate", "--real", "digits", "--fake", digits_npz, "--metrics", "fid",
+                                "--features", tiny_features, "--n", "60", "-o", a_file / "eval.json", "--no-progress")
+    assert_one_line_error(code, err, f"cannot write {a_file / 'eval.json'}", f"{a_file} is a file, not a folder")
+    assert "fid" not in stdout
+
+
+def test_evaluate_keeps_the_metrics_when_the_write_fails(capsys, tmp_path, monkeypatch, digits_npz, tiny_features):
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    code, stdout, err = run_cli(capsys, "evaluate", "--real", "digits", "--fake", digits_npz, "--metrics", "fid",
+                                "--features", tiny_features, "--n", "60", "-o", tmp_path / "e.json", "--no-progress")
+    assert_one_line_error(code, err, "cannot write", "e.json: No space left on device", "metrics are printed above")
+    fid_line = next(line for line in stdout.splitlines() if line.startswith("fid"))
+    assert np.isfinite(float(fid_line.split()[1]))
+
+
+def test_sample_npz_parents_created_or_refused(capsys, tmp_path, a_file, vae_run):
+    npz = tmp_path / "new" / "folder" / "s.npz"
+    code, _, err = run_cli(capsys, "sample", vae_run, "-n", "4", "-o", tmp_path / "grid.png", "--npz", npz)
+    assert code == 0, err
+    with np.load(npz) as data:
+        assert data["images"].shape == (4, 1, 8, 8)
+    code, _, err = run_cli(capsys, "sample", vae_run, "-n", "4", "--npz", a_file / "s.npz")
+    assert_one_line_error(code, err, f"cannot write {a_file / 's.npz'}: {a_file} is a file, not a folder")
+
+
+# ---- B. refused pickles ------------------------------------------------------------------------
+
+def assert_refused_safely(message: str, *fragments: str):
+    assert "refused for safety" in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+    for unsafe in ("weights_only", "allow_pickle", "trust"):
+        assert unsafe not in message, message
+
+
+def test_checkpoint_with_code_objects_is_refused_not_corrupted(tmp_path):
+    from genrep.training.checkpoint import load_checkpoint
+
+    torch.save({"step": 1, "payload": Evil()}, tmp_path / "evil.ckpt")
+    with pytest.raises(UnsafeFileError) as info:
+        load_checkpoint(tmp_path / "evil.ckpt")
+    assert isinstance(info.value, CheckpointError)
+    assert_refused_safely(str(info.value), "evil.ckpt holds pickled Python objects beyond tensors", "getcwd")
+    assert "corrupted" not in str(info.value)
+    raw = (tmp_path / "evil.ckpt").read_bytes()
+    torch.save({"step": 1}, tmp_path / "good.ckpt")
+    (tmp_path / "cut.ckpt").write_bytes((tmp_path / "good.ckpt").read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="cut.ckpt is truncated or corrupted") as info:
+        load_checkpoint(tmp_path / "cut.ckpt")
+    assert "weights_only" not in str(info.value) and raw
+
+
+def test_resume_from_a_checkpoint_with_code_objects(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "vae", "--dataset", "digits", "--out", str(out), *TINY_VAE]) == 0
+    torch.save({"step": 1, "payload": Evil()}, out / "checkpoints" / "last.ckpt")
+    code, _, err = run_cli(capsys, "train", "vae", "--dataset", "digits", "--out", out, "--resume", *TINY_VAE)
+    line = assert_one_line_error(code, err, "last.ckpt holds pickled Python objects")
+    assert_refused_safely(line)
+
+
+def test_inception_weights_with_code_objects(tmp_path):
+    from genrep.metrics.features import load_inception
+
+    torch.save({"layers.conv.weight": torch.zeros(1), "hook": Evil()}, tmp_path / "inception.pt")
+    with pytest.raises(UnsafeFileError) as info:
+        load_inception(tmp_path / "inception.pt")
+    assert_refused_safely(str(info.value), "inception.pt holds pickled Python objects")
+
+
+def test_feature_net_pickled_as_a_module(capsys, tmp_path, digits_npz):
+    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(64, 8)), tmp_path / "net.pt")  # a whole nn.Module: code
+    code, _, err = run_cli(capsys, "evaluate", "--real", "digits", "--fake", digits_npz, "--metrics", "fid",
+                           "--features", tmp_path / "net.pt", "--n", "60", "-o", tmp_path / "e.json", "--no-progress")
+    line = assert_one_line_error(code, err, "net.pt holds pickled Python objects", "torch.jit.save")
+    assert_refused_safely(line)
+
+
+def test_npz_with_object_arrays_is_refused(tmp_path):
+    images = np.zeros((4, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "obj.npz", images=images, labels=np.array([{"a": 1}] * 4, dtype=object))
+    with pytest.raises(UnsafeFileError) as info:
+        load_dataset("npz", "train", path=str(tmp_path / "obj.npz"))
+    assert isinstance(info.value, DataError)
+    assert_refused_safely(str(info.value), "obj.npz: array 'labels' holds Python objects")
+    with open(tmp_path / "pickle.npz", "wb") as f:
+        pickle.dump({"images": images}, f)
+    with pytest.raises(UnsafeFileError) as info:
+        load_dataset("npz", "train", path=str(tmp_path / "pickle.npz"))
+    assert_refused_safely(str(info.value), "pickle.npz is a Python pickle")
+
+
+def test_particles_and_zdc_npz_with_object_arrays(tmp_path):
+    np.savez(tmp_path / "p.npz", particles=np.array([[object()] * 9], dtype=object))
+    with pytest.raises(UnsafeFileError) as info:
+        sim.read_particles(tmp_path / "p.npz")
+    assert_refused_safely(str(info.value), "array 'particles' holds Python objects")
+    np.savez(tmp_path / "zdc.npz", responses=np.array([None], dtype=object), particles=np.zeros((1, 9)))
+    with pytest.raises(UnsafeFileError) as info:
+        zdc.read_zdc(tmp_path / "zdc.npz")
+    assert_refused_safely(str(info.value), "array 'responses' holds Python objects")
+
+
+# ---- C. stray tracebacks and silent outputs ----------------------------------------------------
+
+@pytest.mark.parametrize("n", ["0", "-4"])
+def test_preview_needs_at_least_one_image(capsys, tmp_path, n):
+    code, _, err = run_cli(capsys, "data", "preview", "digits", "-n", n, "-o", tmp_path / "p.png")
+    assert_one_line_error(code, err, f"-n (number of images to preview) must be >= 1, got {n}")
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_image_folder_with_mixed_sizes_names_two_files(tmp_path):
+    for name, size in (("a.png", (8, 8)), ("b.png", (8, 8)), ("c.png", (6, 9))):
+        (tmp_path / "cls").mkdir(exist_ok=True)
+        Image.new("L", size).save(tmp_path / "cls" / name)
+    with pytest.raises(DataError, match=r"c\.png is 6×9 but .*a\.png is 8×8"):
+        load_dataset("image_folder", "train", path=str(tmp_path), mode="gray")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in ("a.png", "c.png"):
+        shutil.copy(tmp_path / "cls" / name, flat / name)
+    real = load_dataset("digits", "test")
+    with pytest.raises(DataError, match=r"images of different sizes: .*c\.png is 6×9 but .*a\.png is 8×8"):
+        load_fake(str(flat), real, seed=0)
+
+
+def test_corrupt_data_spec_names_the_file(capsys, tmp_path, vae_run):
+    run = tmp_path / "run"
+    shutil.copytree(vae_run, run)
+    (run / "data_spec.json").write_text('{"name": "digits", "image_sh')
+    code, _, err = run_cli(capsys, "sample", run, "-n", "2")
+    assert_one_line_error(code, err, f"run data spec {run / 'data_spec.json'} is corrupted: not valid JSON (line 1")
+    (run / "data_spec.json").write_text('{"name": "digits"}')
+    code, _, err = run_cli(capsys, "evaluate", "--real", "digits", "--fake", run, "--metrics", "fid")
+    assert_one_line_error(code, err, "data_spec.json is corrupted", "image_shape")
+
+
+def test_snr_out_that_is_a_file(capsys, a_file):
+    code, _, err = run_cli(capsys, "analyze", "snr", "--dataset", "digits", "--steps", "10", "--out", a_file)
+    assert_one_line_error(code, err, f"cannot write {a_file}: it is a file, not a folder")
+
+
+def test_yaml_error_has_line_and_column(capsys, tmp_path):
+    (tmp_path / "bad.yaml").write_text("model:\n  latent_dim: 3\n bad: [1, 2\n")
+    code, _, err = run_cli(capsys, "train", "vae", "--config", tmp_path / "bad.yaml", "--out", tmp_path / "r")
+    assert_one_line_error(code, err, "bad.yaml is not valid YAML: line 3, column 2:")
+
+
+class StubSimulator(nn.Module):
+    """sample(n, cond) -> zeros in [0, 1]; condition statistics like a trained conditional model."""
+
+    value_range = (0.0, 1.0)
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.condition = nn.Module()
+        self.condition.register_buffer("mean", torch.full((9,), 300.0))
+        self.condition.register_buffer("std", torch.full((9,), 800.0))
+
+    def sample(self, n, cond=None):
+        return torch.zeros(n, 1, 44, 44)
+
+
+def test_simulate_refuses_non_physical_energies(tmp_path):
+    particles = zdc.sample_particles(3, seed=0).numpy().astype(np.float64)
+    for bad, message in ((-5.0, "Energy must be > 0, not in particle 1"), (np.nan, "NaN or infinite values in particle 1"),
+                         (np.inf, "NaN or infinite values in particle 1")):
+        rows = particles.copy()
+        rows[1, 0] = bad
+        path = tmp_path / "p.csv"
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(zdc.PARTICLE_COLUMNS)
+            writer.writerows(rows.tolist())
+        with pytest.raises(InputError, match=message):
+            sim.read_particles(path)
+        with pytest.raises(InputError, match=message):
+            sim.simulate_with(StubSimulator(), rows)
+
+
+def test_simulate_warns_outside_the_energy_range(capsys, monkeypatch):
+    particles = zdc.sample_particles(3, seed=0).numpy().astype(np.float64)
+    particles[:, 0] = (5.0, 1e12, 10.0)
+    with pytest.warns(GenrepWarning, match=r"Energy outside \[2, 3000\] GeV .* in particle 1 \(0-based\), e\.g\. 1e\+12"):
+        out = sim.simulate_with(StubSimulator(), particles, energy_range=(2.0, 3000.0, "the synthetic simulator's"))
+    assert out["responses"].shape == (3, 44, 44)
+    with pytest.warns(GenrepWarning, match=r"outside \[0, 4300\] GeV \(the training particles' mean ± 5"):
+        sim.simulate_with(StubSimulator(), particles)  # range from the model's condition statistics
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        particles[1, 0] = 100.0
+        sim.simulate_with(StubSimulator(), particles)  # inside: no warning
+
+    from genrep.cli import data_cmd
+
+    def warns(args):
+        sim.warn_energy_range(np.array([[1e12] + [0.0] * 8]), (2.0, 3000.0, "test"))
+        return 0
+
+    monkeypatch.setattr(data_cmd, "list_cmd", warns)
+    code, _, err = run_cli(capsys, "data", "list")
+    assert code == 0 and err.startswith("genrep: warning: particles: Energy outside [2, 3000] GeV"), err
+
+
+def test_kid_refuses_too_few_samples(capsys, tmp_path, digits_npz, tiny_features):
+    rng = np.random.default_rng(0)
+    with pytest.raises(InputError, match="kid needs at least 50 real and 50 generated samples.*got 3 real and 3"):
+        kid(rng.normal(size=(3, 4)), rng.normal(size=(3, 4)))
+    with pytest.raises(InputError, match="subset_size ≥ 50"):
+        kid(rng.normal(size=(300, 4)), rng.normal(size=(300, 4)), subset_size=3)
+    assert np.isfinite(kid(rng.normal(size=(60, 4)), rng.normal(size=(60, 4)), subsets=5)[0])
+    code, _, err = run_cli(capsys, "evaluate", "--real", "digits", "--fake", digits_npz, "--metrics", "fid,kid",
+                           "--features", tiny_features, "--n", "10", "-o", tmp_path / "e.json", "--no-progress")
+    assert_one_line_error(code, err, "metric kid needs at least 50 images per set, got --n 10")
+
+
+def test_lenet_refuses_images_of_another_size(tmp_path, monkeypatch):
+    from genrep.metrics.features import get_extractor, load_lenet, train_lenet
+    from genrep.metrics.features.lenet import LeNet
+    from genrep.training.checkpoint import save_weights
+
+    monkeypatch.setenv("GENREP_DATA", str(tmp_path))
+    trained, _ = train_lenet("digits", epochs=1, progress=False)
+    loaded = get_extractor("lenet", dataset="digits")
+    mnist_sized = torch.rand(4, 1, 28, 28)
+    for net in (trained, loaded):
+        assert net.features(torch.rand(4, 1, 8, 8), progress=False).shape == (4, 84)
+        with pytest.raises(InputError, match=r"lenet\[digits\] was trained on 8×8 images but got 28×28 images"):
+            net.features(mnist_sized, progress=False)
+        with pytest.raises(InputError, match="trained on 8×8 images but got 28×28"):
+            net(mnist_sized)
+    legacy = save_weights(tmp_path / "legacy.safetensors", LeNet())  # no size recorded: the data set's
+    with pytest.raises(InputError, match="trained on 8×8 images but got 28×28"):
+        load_lenet("digits", path=legacy)(mnist_sized)
