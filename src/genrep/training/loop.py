@@ -466,10 +466,13 @@ def resume_changes(stored: dict, current: dict) -> list[tuple[str, object, objec
 
 def record_resume_changes(path: Path, step: int, changes: list[tuple[str, object, object]]) -> None:
     """Append one JSON line per change {"step", "key", "old", "new", "time"} to `path`."""
+    from genrep.utils.files import writing
+
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    with open(path, "a") as f:
-        for key, old, new in changes:
-            f.write(json.dumps({"step": step, "key": key, "old": old, "new": new, "time": stamp}) + "\n")
+    lines = "".join(json.dumps({"step": step, "key": key, "old": old, "new": new, "time": stamp}) + "\n"
+                    for key, old, new in changes)
+    with writing(path), open(path, "a") as f:  # OSError -> OutputError naming the file
+        f.write(lines)
 
 
 def config_differences(stored: dict, current: dict) -> list[str]:
