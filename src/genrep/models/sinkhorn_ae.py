@@ -43,6 +43,8 @@ from genrep.models.networks import ARCHS, ConditionEmbedding, Decoder, Encoder, 
 from genrep.models.sae_losses import diversity_regulariser, laplacian_loss, max_pyramid_levels, sinkhorn_loss
 
 NOISES = ("normal", "uniform")
+# ε-scaling of the thesis preset: within ~1 % of the exact divergence at about 4× the reference's
+# cost (benchmarks/RESULTS.md, "Sinkhorn presets of the e2e SAE").
 THESIS_SCALING = 0.8
 # preset → (blur, scaling, diameter); diameter None: geomloss measures the clouds (converged annealing).
 SINKHORN_PRESETS: dict[str, tuple[float, float, float | None]] = {
