@@ -79,10 +79,10 @@ def main() -> None:
             for name in table_4_3_1.MODELS:
                 cfg = run_config_from_dict(table_4_3_1.run_config(name, dataset, scale, seed=0))
                 torch.manual_seed(0)
-                model = build_model(name, cfg.model, spec).train()
+                model = build_model(cfg.model_name, cfg.model, spec).train()
                 step_ms = median_ms(step_function(model, batch, fabric), args.steps)
                 share = ""
-                if name == "ce2e-sae":
+                if cfg.model_name == "ce2e-sae":
                     dim = cfg.model.latent_dim + (classes or cond_dim)
                     a = torch.randn(args.batch_size, dim, requires_grad=True)
                     b = torch.randn(args.batch_size, dim, requires_grad=True)

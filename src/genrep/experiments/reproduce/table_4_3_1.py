@@ -62,7 +62,8 @@ RESIMULATION_SEED = 10_000
 @dataclasses.dataclass(frozen=True)
 class Scale:
     """Training and evaluation budget of one scale (per model and data set). `steps` is the e2e SAE's
-    budget; `steps_by_model` gives a row other steps (cpu: the baselines get the e2e SAE's wall time)."""
+    budget; `steps_by_model[dataset][row]` gives a row other steps (cpu: the baselines get about the
+    e2e SAE's training time on that data set)."""
 
     steps: int
     batch_size: int
@@ -73,23 +74,24 @@ class Scale:
     train_limit: dict[str, int | None]
     n_eval: dict[str, int]
     quick_lenet: bool               # smoke: a 1-epoch LeNet that is not cached
-    steps_by_model: dict[str, int] = dataclasses.field(default_factory=dict)
+    steps_by_model: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
-    def steps_of(self, model: str) -> int:
-        return self.steps_by_model.get(model, self.steps)
+    def steps_of(self, model: str, dataset: str) -> int:
+        return self.steps_by_model.get(dataset, {}).get(model, self.steps)
 
 
 SCALES = {
     "smoke": Scale(steps=150, batch_size=100, lr=1e-3, scheduler="none", arch={"mnist": "mlp", "calorimeter": "mlp"},
                    gan_channels=8, train_limit={"mnist": 3000, "calorimeter": 3000},
                    n_eval={"mnist": 500, "calorimeter": 500}, quick_lenet=True),
-    # cpu: every row gets about the e2e SAE's training time (2,000 steps at ~12 steps/s on one MNIST
-    # thread with the thesis Sinkhorn; the MLP VAE/WAE run ~4× and the DCGAN ~1.15× as many steps/s;
-    # benchmarks/RESULTS.md, "Table 4.3.1 baselines")
+    # cpu: every row gets about the e2e SAE's training time on its data set (its 2,000 steps with the
+    # thesis Sinkhorn; step times measured side by side in benchmarks/RESULTS.md, "Table 4.3.1 at cpu
+    # scale with equal training time")
     "cpu": Scale(steps=2000, batch_size=250, lr=1e-3, scheduler="none", arch={"mnist": "mlp", "calorimeter": "mlp"},
                  gan_channels=16, train_limit={"mnist": None, "calorimeter": None},
                  n_eval={"mnist": 10_000, "calorimeter": 5_000}, quick_lenet=False,
-                 steps_by_model={"cvae": 8000, "cwae": 8000, "cdcgan": 2300}),
+                 steps_by_model={"mnist": {"cvae": 5000, "cwae": 4600, "cdcgan": 1200},
+                                 "calorimeter": {"cvae": 3200, "cwae": 3500, "cdcgan": 800}}),
     "paper": Scale(steps=3000, batch_size=1000, lr=1e-4, scheduler="exponential",
                    arch={"mnist": "mnist", "calorimeter": "calo"}, gan_channels=64,
                    train_limit={"mnist": None, "calorimeter": None},
@@ -108,7 +110,7 @@ def run_config(model: str, dataset: str, scale: str, seed: int, *, calorimeter_p
                             "limit": s.train_limit[dataset], "validation_fraction": 0.0}
     if dataset == "calorimeter" and calorimeter_path:
         data["path"] = calorimeter_path
-    steps = s.steps_of(model)
+    steps = s.steps_of(model, dataset)
     train = {"steps": steps, "batch_size": s.batch_size, "lr": s.lr, "scheduler": s.scheduler, "seed": seed,
              "log_every": max(1, steps // 20), "checkpoint_every": max(1, steps // 4), "progress": progress}
     return {"model_name": model_name, "model": model_cfg, "data": data, "train": train}
@@ -191,7 +193,7 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, calorimeter_path: str | 
         for dataset in ("mnist", "calorimeter"):
             for model in MODELS:
                 run_dir = out / f"seed{seed}" / dataset / model
-                log(f"[seed {seed}] {model} on {dataset}: training ({s.steps_of(model)} steps) → {run_dir}")
+                log(f"[seed {seed}] {model} on {dataset}: training ({s.steps_of(model, dataset)} steps) → {run_dir}")
                 started = time.perf_counter()
                 summary = train_or_reuse(run_config(model, dataset, scale, seed, calorimeter_path=calorimeter_path,
                                                     progress=progress), run_dir)
