@@ -376,3 +376,264 @@ def test_lenet_refuses_images_of_another_size(tmp_path, monkeypatch):
     legacy = save_weights(tmp_path / "legacy.safetensors", LeNet())  # no size recorded: the data set's
     with pytest.raises(InputError, match="trained on 8×8 images but got 28×28"):
         load_lenet("digits", path=legacy)(mnist_sized)
+
+
+# ---- red-team findings (benchmarks/red_team_cli.py): each a one-line error naming what was typed ----
+
+def test_data_source_refuses_options_it_does_not_take(capsys, tmp_path):
+    with pytest.raises(DataError, match=r"dataset 'digits' does not take the option path=.*options it takes: none"):
+        load_dataset("digits", "train", path=str(tmp_path))
+    with pytest.raises(DataError, match=r"dataset 'npz' does not take the option download=True .*options it takes: path"):
+        load_dataset("npz", "train", path=str(tmp_path / "x.npz"), download=True)
+    code, _, err = run_cli(capsys, "data", "info", "digits", "--path", tmp_path)
+    assert_one_line_error(code, err, "dataset 'digits' does not take the option path=")
+
+
+@pytest.mark.parametrize("key, value", [("model.hidden", "[-3]"), ("model.hidden", "[0]"),
+                                        ("model.channels", "[16,0]")])
+def test_layer_sizes_must_be_positive(capsys, tmp_path, key, value):
+    code, _, err = run_cli(capsys, "train", "vae", "--dataset", "digits", "--steps", "2", "--no-progress",
+                           "--out", tmp_path / "run", "--set", f"{key}={value}")
+    assert_one_line_error(code, err, f"{key} must be a list of integers >= 1, got {value.replace(',', ', ')}")
+    assert not (tmp_path / "run").exists()
+
+
+def test_layer_sizes_of_every_autoencoder_config():
+    from genrep.models.sinkhorn_ae import SinkhornAEConfig
+    from genrep.models.vae import VAEConfig
+    from genrep.models.wae import WAEConfig
+
+    for cls in (VAEConfig, WAEConfig, SinkhornAEConfig):
+        with pytest.raises(ConfigError, match=r"model\.hidden must be a list of integers >= 1, got \[0\]"):
+            cls(hidden=[0])
+        with pytest.raises(ConfigError, match=r"model\.channels must be a list of integers >= 1, got \[-2\]"):
+            cls(channels=[-2])
+    with pytest.raises(ConfigError, match=r"model\.noise_hidden must be a list of integers >= 1, got \[128, 0\]"):
+        SinkhornAEConfig(noise_hidden=[128, 0])
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--lr", "nan", "train.lr must be a finite number > 0, got nan"),
+    ("--lr", "inf", "train.lr must be a finite number > 0, got inf"),
+    ("--lr", "0", "train.lr must be a finite number > 0, got 0.0"),
+])
+def test_lr_must_be_finite_and_positive(capsys, tmp_path, flag, value, message):
+    code, _, err = run_cli(capsys, "train", "vae", "--dataset", "digits", "--steps", "2", "--no-progress",
+                           "--out", tmp_path / "run", flag, value)
+    assert_one_line_error(code, err, message)
+
+
+def test_every_float_train_setting_refuses_nan_and_inf():
+    from genrep.training.config import TrainConfig
+
+    for field in ("lr", "weight_decay", "momentum", "grad_clip", "lr_gamma", "ema_decay"):
+        for bad in (float("nan"), float("inf")):
+            with pytest.raises(ConfigError, match=rf"train\.{field} must"):
+                TrainConfig(**{field: bad})
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("data.validation_fraction=-0.1", "data.validation_fraction must be a number in [0, 1), got -0.1"),
+    ("data.validation_fraction=1", "data.validation_fraction must be a number in [0, 1), got 1"),
+    ("data.limit=0", "data.limit must be an integer >= 1 or null, got 0"),
+    ("data.limit=-3", "data.limit must be an integer >= 1 or null, got -3"),
+    ("data.image_size=0", "data.image_size must be an integer >= 1 or null, got 0"),
+])
+def test_data_config_values(capsys, tmp_path, setting, message):
+    code, _, err = run_cli(capsys, "train", "vae", "--dataset", "digits", "--steps", "2", "--no-progress",
+                           "--out", tmp_path / "run", "--set", setting)
+    assert_one_line_error(code, err, message)
+    with pytest.raises(DataError, match=r"validation_fraction must be in \[0, 1\), got -0.1"):
+        load_dataset("digits", "train", validation_fraction=-0.1)
+
+
+def test_precision_16_mixed_on_cpu_is_one_genrep_warning(capsys, caplog, tmp_path):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    with warnings.catch_warnings(record=True) as other:
+        warnings.simplefilter("always")
+        code, _, err = run_cli(capsys, "train", "vae", "--dataset", "digits", "--out", tmp_path / "run",
+                               "--precision", "16-mixed", *TINY_VAE)
+    assert code == 0, err
+    assert err.strip().splitlines() == ["genrep: warning: precision 16-mixed is not supported on CPU; using bf16-mixed"]
+    assert not [w for w in other if "16-mixed" in str(w.message)], "Lightning's own warning is silenced"
+    assert not [r for r in caplog.records if "Mixed Precision" in r.getMessage()], "and its info line too"
+
+
+@pytest.mark.parametrize("argv, name", [(["train", "vae", "--dataset", "digits", "--out", ""], "--out"),
+                                        (["train", "vae", "--dataset", "digits", "--config", " "], "--config"),
+                                        (["sample", "RUN", "-o", ""], "--out")])
+def test_empty_paths_are_refused(capsys, argv, name):
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, f"{name} must not be empty")
+
+
+def test_resume_to_fewer_steps_is_refused_before_anything_changes(capsys, tmp_path):
+    out = tmp_path / "run"
+    base = ["train", "vae", "--dataset", "digits", "--no-progress", "--out", out, "--set", "model.hidden=[16]"]
+    assert run_cli(capsys, *base, "--steps", "2")[0] == 0
+    config = (out / "config.yaml").read_text()
+    code, _, err = run_cli(capsys, *base, "--steps", "1", "--resume")
+    assert_one_line_error(code, err, "--steps 1 (train.steps) is below the step the run has reached (2, in",
+                          "pass a larger --steps")
+    assert (out / "config.yaml").read_text() == config
+    code, out_text, err = run_cli(capsys, *base, "--steps", "3", "--resume")
+    assert code == 0 and "steps             3" in out_text, err
+
+
+def test_sample_out_of_memory_is_one_line(capsys, tmp_path, vae_run, monkeypatch):
+    from genrep.experiments import train as train_module
+
+    def too_big(model, n, cond=None, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 25600000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(train_module, "sample_in_batches", too_big)
+    code, _, err = run_cli(capsys, "sample", vae_run, "-n", "100000000", "-o", tmp_path / "s.png")
+    assert_one_line_error(code, err, "out of memory sampling 100000000 images (one allocation of 25.6 GB); "
+                                     "lower -n or sample in several calls")
+
+
+def test_sample_in_batches_matches_one_call(vae_run):
+    from genrep.experiments.train import load_trained_model, sample_in_batches
+
+    model = load_trained_model(vae_run)
+    torch.manual_seed(3)
+    once = model.sample(40)
+    torch.manual_seed(3)
+    assert torch.equal(sample_in_batches(model, 40, batch_size=50), once)
+    batched = sample_in_batches(model, 23, batch_size=5)
+    assert batched.shape == (23, *model.image_shape) and torch.isfinite(batched).all()
+
+
+class _Conditioned(nn.Module):
+    """A model conditioned on class labels (num_classes) or on 9-d vectors (num_classes None)."""
+
+    value_range = (0.0, 1.0)
+    conditional = True
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.condition = nn.Module()
+        self.condition.num_classes, self.condition.dim = num_classes, num_classes or 9
+        self.image_shape = (1, 8, 8)
+
+    def sample(self, n, cond=None):
+        return torch.zeros(n, 1, 8, 8)
+
+
+def test_sample_labels_must_fit_the_model(capsys, tmp_path, vae_run, monkeypatch):
+    from genrep.experiments import train as train_module
+
+    png = tmp_path / "s.png"
+    code, _, err = run_cli(capsys, "sample", vae_run, "-n", "4", "--labels", "1,2", "-o", png)
+    assert_one_line_error(code, err, f"--labels is only for conditional models; {vae_run}'s vae is unconditional")
+    monkeypatch.setattr(train_module, "load_trained_model", lambda run: _Conditioned(None))
+    code, _, err = run_cli(capsys, "sample", vae_run, "-n", "4", "--labels", "3", "-o", png)
+    assert_one_line_error(code, err, "--labels needs a model conditioned on class labels; ",
+                          "takes 9-d condition vectors (sample it without --labels", "genrep simulate")
+    monkeypatch.setattr(train_module, "load_trained_model", lambda run: _Conditioned(10))
+    code, _, err = run_cli(capsys, "sample", vae_run, "-n", "4", "--labels", "3,12", "-o", png)
+    assert_one_line_error(code, err, "--labels must lie in [0, 9] (the run's 10 classes), got '3,12'")
+    code, _, err = run_cli(capsys, "sample", vae_run, "-n", "4", "--labels", "3,9", "-o", png)
+    assert code == 0 and png.is_file(), err
+
+
+def test_analysis_flags_are_named(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "analyze", "snr", "--dataset", "digits", "--steps", "100000000", "--out", tmp_path)
+    assert_one_line_error(code, err, "--steps (number of diffusion steps T) must be an integer ≥ 2 and at most 100,000, "
+                                     "got 100000000")
+    code, _, err = run_cli(capsys, "analyze", "reconstruction", "--dataset", "digits", "--method", "gaussian",
+                           "--n-fit", "0", "--out", tmp_path)
+    assert_one_line_error(code, err, "--n-fit (training images to fit the Gaussian) must be >= 1, got 0")
+    code, _, err = run_cli(capsys, "analyze", "switching", tmp_path / "no_run", "--dae-channels", "0",
+                           "--out", tmp_path)
+    assert_one_line_error(code, err, "--dae-channels (base channels of the DAE's UNet) must be >= 1, got 0")
+
+
+def test_reconstruction_warns_when_an_eval_set_is_resized(capsys, tmp_path, monkeypatch):
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    from genrep.data import registry
+
+    digits = load_dataset("digits", "test")
+
+    def load16(split):  # a second offline data set of another size
+        return dataclasses.replace(digits, name="digits16", images=F.interpolate(digits.images, size=(16, 16)))
+
+    monkeypatch.setitem(registry._SOURCES, "digits16",
+                        registry.Source("digits16", load16, lambda: "test", "digits at 16×16"))
+    code, out, err = run_cli(capsys, "analyze", "reconstruction", "--dataset", "digits", "--method", "gaussian",
+                             "--eval-dataset", "digits16", "--steps", "50", "--n", "16", "--points", "3",
+                             "--out", tmp_path)
+    assert code == 0, err
+    assert err.strip().splitlines() == ["genrep: warning: digits16 images are 16×16 but digits images are 8×8: "
+                                        "digits16 is resized to 8×8 (pass --image-size to choose one size for all)"]
+    code, out, err = run_cli(capsys, "analyze", "reconstruction", "--dataset", "digits", "--method", "gaussian",
+                             "--eval-dataset", "digits16", "--image-size", "16", "--steps", "50", "--n", "16",
+                             "--points", "3", "--out", tmp_path)
+    assert code == 0 and "warning" not in err, err
+
+
+def test_unknown_top_level_flag_is_named(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--bogus-flag"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "genrep: error: unrecognized arguments: --bogus-flag"
+    with pytest.raises(SystemExit):
+        main([])
+    assert "the following arguments are required: COMMAND" in capsys.readouterr().err
+
+
+CL_SMOKE = ["continual", "finetune", "--scenario", "split-digits", "--scale", "smoke", "--no-progress",
+            "--set", "epochs=1"]
+
+
+def test_continual_device_must_exist(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = run_cli(capsys, *CL_SMOKE, "--set", "device=cuda", "--out", tmp_path / "cl")
+    assert_one_line_error(code, err, "device cuda is not available here (torch.cuda.is_available() is False); "
+                                     "use --set device=cpu")
+    assert not (tmp_path / "cl").exists()
+
+
+def test_continual_out_of_memory_names_the_large_settings(capsys, tmp_path, monkeypatch):
+    from genrep.continual import runner
+
+    def too_big(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 320000000000 bytes")
+
+    monkeypatch.setattr(runner, "run_scenario", too_big)
+    argv = [a.replace("finetune", "gr") for a in CL_SMOKE]
+    code, _, err = run_cli(capsys, *argv, "--set", "latent_dim=100000000", "--set", "gen_iters=1",
+                           "--out", tmp_path / "cl")
+    assert_one_line_error(code, err, "out of memory running gr on split-digits (seed 0) (one allocation of 320 GB); "
+                                     "lower --set latent_dim=100000000 (smoke recipe ")
+
+
+def test_unreadable_files_are_described_as_they_are(capsys, tmp_path):
+    from genrep.utils.safe_load import load_arrays
+
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(bytes(range(7, 256)) * 8)
+    with pytest.raises(DataError, match=r"garbage\.npz: not a valid \.npz/\.npy file") as refused:
+        load_arrays(garbage)
+    assert not isinstance(refused.value, UnsafeFileError)
+    pickled = tmp_path / "pickled.npz"
+    pickled.write_bytes(pickle.dumps({"images": [1, 2]}))
+    with pytest.raises(UnsafeFileError, match=r"pickled\.npz is a Python pickle"):
+        load_arrays(pickled)
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    code, _, err = run_cli(capsys, "train", "vae", "--config", folder, "--out", tmp_path / "run")
+    assert_one_line_error(code, err, f"config file {folder} is a folder, not a YAML file")
+
+
+def test_evaluate_features_file_that_does_not_exist(capsys, tmp_path, digits_npz):
+    code, _, err = run_cli(capsys, "evaluate", "--real", "digits", "--fake", digits_npz, "--metrics", "fid",
+                           "--features", tmp_path / "missing.pt", "--n", "60", "-o", tmp_path / "e.json",
+                           "--no-progress")
+    assert_one_line_error(code, err, f"--features {tmp_path / 'missing.pt'} does not exist")

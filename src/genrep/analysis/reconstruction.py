@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from genrep.errors import ConfigError, InputError
+from genrep.errors import ConfigError, GenrepWarning, InputError
 
 REVERSES = ("ancestral", "x0")
 METHODS = ("noise", "gaussian")
@@ -263,17 +264,25 @@ def load_eval_sets(train_dataset: str, eval_datasets: list[str] | None = None, *
                    n: int | None = 500, seed: int = 0, image_size: int | None = None) -> dict[str, torch.Tensor]:
     """Images in [-1, 1] to evaluate on: `split` of `train_dataset`, then of each `eval_datasets` (a
     seeded subset of `n` each), all resized to the first set's side (or `image_size`) so that one
-    model serves all. Channels must agree."""
+    model serves all; without `image_size`, a set of another size gives a GenrepWarning naming both
+    sizes. Channels must agree."""
     from genrep.data import load_dataset
+    from genrep.data.transforms import resize
 
     sets: dict[str, torch.Tensor] = {}
     side = image_size
     for name in [train_dataset, *(eval_datasets or [])]:
         if name in sets:
             continue
-        data = load_dataset(name, split, value_range=(-1.0, 1.0), limit=n, seed=seed, image_size=side)
+        data = load_dataset(name, split, value_range=(-1.0, 1.0), limit=n, seed=seed, image_size=image_size)
         if side is None:
             side = data.image_shape[-1]
+        elif tuple(data.image_shape[-2:]) != (side, side):
+            h, w = data.image_shape[-2:]
+            warnings.warn(f"{name} images are {h}×{w} but {train_dataset} images are {side}×{side}: {name} is "
+                          f"resized to {side}×{side} (pass --image-size to choose one size for all)", GenrepWarning,
+                          stacklevel=2)
+            data = resize(data, side)
         first = next(iter(sets.values()), None)
         if first is not None and first.shape[1] != data.images.shape[1]:
             raise ConfigError(f"{name} has {data.images.shape[1]} channel(s) but {train_dataset} has {first.shape[1]}; "
@@ -286,6 +295,10 @@ def fit_gaussian(dataset: str, *, n_fit: int | None = 10000, seed: int = 0,
                  image_size: int | None = None) -> GaussianDenoiser:
     """A `GaussianDenoiser` fitted to the train split of `dataset` (seeded subset of `n_fit` images)."""
     from genrep.data import load_dataset
+
+    if n_fit is not None and (isinstance(n_fit, bool) or not isinstance(n_fit, int) or n_fit < 1):
+        raise ConfigError(f"n_fit (--n-fit, training images to fit the Gaussian) must be an integer >= 1, "
+                          f"got {n_fit!r}")
 
     data = load_dataset(dataset, "train", value_range=(-1.0, 1.0), limit=n_fit, seed=seed, image_size=image_size)
     return GaussianDenoiser(data.images)

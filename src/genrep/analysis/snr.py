@@ -118,9 +118,14 @@ def schedules_of(choice: str) -> list[str]:
     return ["linear", "cosine"] if choice == "both" else [choice]
 
 
+MAX_STEPS = 100_000  # T beyond this is no schedule anyone trains (the thesis uses 1000) and only costs memory
+
+
 def check_steps(steps: int) -> int:
-    if isinstance(steps, bool) or int(steps) != steps or int(steps) < 2:
-        raise ConfigError(f"--steps (number of diffusion steps T) must be an integer ≥ 2, got {steps!r}")
+    """The number of diffusion steps T of an analysis: an integer in [2, MAX_STEPS] (100,000)."""
+    if isinstance(steps, bool) or int(steps) != steps or not 2 <= int(steps) <= MAX_STEPS:
+        raise ConfigError(f"--steps (number of diffusion steps T) must be an integer ≥ 2 and at most {MAX_STEPS:,}, "
+                          f"got {steps!r}")
     return int(steps)
 
 

@@ -57,7 +57,8 @@ def _register_snr(analyses) -> None:
     snr.add_argument("--dataset", required=True, help="data set name (see `genrep data list`), e.g. mnist")
     snr.add_argument("--schedule", default="linear", metavar="linear|cosine|both",
                      help="noise schedule(s) (default linear)")
-    snr.add_argument("--steps", type=int, default=1000, metavar="T", help="number of diffusion steps T (default 1000)")
+    snr.add_argument("--steps", type=int, default=1000, metavar="T",
+                     help="number of diffusion steps T, 2 to 100,000 (default 1000)")
     snr.add_argument("--out", required=True, metavar="DIR", help="output folder for snr.csv and snr.png")
     snr.add_argument("--split", default="test", help="split to average over (default test)")
     snr.add_argument("--n", type=int, default=None, help="average over a seeded subset of N images (default all)")
@@ -95,7 +96,8 @@ def _register_reconstruction(analyses) -> None:
                      help="without --run: noise (default; no denoiser) or gaussian (exact Gaussian denoiser)")
     rec.add_argument("--schedule", default=None, metavar="linear|cosine",
                      help="noise schedule without --run (default linear)")
-    rec.add_argument("--steps", type=int, default=None, metavar="T", help="diffusion steps T without --run (default 1000)")
+    rec.add_argument("--steps", type=int, default=None, metavar="T",
+                     help="diffusion steps T without --run, 2 to 100,000 (default 1000)")
     rec.add_argument("--out", required=True, metavar="DIR", help="output folder")
     rec.add_argument("--t-values", type=int, nargs="+", default=None, metavar="T_IDX",
                      help="0-based steps t to evaluate (default: --points steps over the first --max-fraction)")
@@ -119,6 +121,8 @@ def reconstruction_cmd(args) -> int:
 
     if args.n < 1 or args.batch_size < 1:
         raise ConfigError("--n and --batch-size must be positive")
+    if args.n_fit < 1:
+        raise ConfigError(f"--n-fit (training images to fit the Gaussian) must be >= 1, got {args.n_fit}")
     if args.run is not None:
         if args.method is not None or args.schedule is not None or args.steps is not None:
             raise ConfigError("--run uses the run's own trained diffusion: drop --method/--schedule/--steps")
@@ -286,6 +290,10 @@ def switching_cmd(args) -> int:
 
     from genrep.experiments.switching import SwitchingSettings, parse_log_snrs, switching_analysis
 
+    if args.dae_channels is not None and args.dae_channels < 1:
+        from genrep.errors import ConfigError
+
+        raise ConfigError(f"--dae-channels (base channels of the DAE's UNet) must be >= 1, got {args.dae_channels}")
     log_snrs = parse_log_snrs(args.switch_log_snr)
     settings = SwitchingSettings(dae_steps=args.dae_steps, batch_size=args.batch_size, lr=args.lr, n=args.n,
                                  seed=args.seed)

@@ -9,7 +9,7 @@ import sys
 import warnings
 
 from genrep import __version__
-from genrep.errors import GenrepError, GenrepWarning
+from genrep.errors import ConfigError, GenrepError, GenrepWarning
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,12 +65,39 @@ def _os_error_message(err: OSError) -> str:
 _WRITE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
+def _refuse_unknown_top_level_flags(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """`genrep --bogus-flag` (no command after it): argparse would only say that COMMAND is
+    required; name the flag the user typed instead (exit 2, usage line first, like argparse)."""
+    if not argv or not all(a.startswith("-") and a != "-" for a in argv):
+        return  # a command follows: argparse reports unknown flags itself
+    known = {option for action in parser._actions for option in action.option_strings}
+    unknown = [a for a in argv if a.split("=", 1)[0] not in known]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+
+
+# path arguments (dest -> what the user typed) that an empty string must not silently turn into a
+# default: `--out ''` would otherwise write to the default folder
+_PATH_ARGUMENTS = {"out": "--out", "npz": "--npz", "config": "--config", "data_path": "--data-path",
+                   "path": "--path", "particles": "--particles", "run": "RUN"}
+
+
+def _refuse_empty_paths(args: argparse.Namespace) -> None:
+    for dest, name in _PATH_ARGUMENTS.items():
+        value = getattr(args, dest, None)
+        if isinstance(value, str) and not value.strip():
+            raise ConfigError(f"{name} must not be empty (got {value!r}): give a path")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _refuse_unknown_top_level_flags(parser, argv)
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warnings(warnings.showwarning)
         try:
+            _refuse_empty_paths(args)
             return int(args.handler(args) or 0)
         except GenrepError as err:
             print(f"genrep: error: {err}", file=sys.stderr)

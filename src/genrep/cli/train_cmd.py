@@ -96,36 +96,58 @@ def interrupt_hint(args, out: Path) -> str:
 
 
 def sample_cmd(args) -> int:
-    import numpy as np
     import torch
 
     from genrep.errors import InputError
-    from genrep.experiments.train import load_data, load_run_config, load_trained_model, sample_conditions
+    from genrep.experiments.train import (load_data, load_run_config, load_trained_model, out_of_memory_as_error,
+                                          sample_conditions, sample_in_batches)
     from genrep.utils.files import output_file, write_npz
     from genrep.utils.images import save_grid
 
     if args.n < 1:
         raise InputError(f"-n must be >= 1, got {args.n}")
-    for path in filter(None, (args.out, args.npz)):
-        output_file(path)  # before sampling: parent folders made, a file in the way fails in seconds
-    model = load_trained_model(args.run)
-    cond = None
+    labels = None
     if args.labels:
         try:
             labels = [int(v) for v in args.labels.split(",")]
         except ValueError:
             raise InputError(f"--labels must be comma-separated integers, got {args.labels!r}") from None
+    for path in filter(None, (args.out, args.npz)):
+        output_file(path)  # before sampling: parent folders made, a file in the way fails in seconds
+    model = load_trained_model(args.run)
+    condition = getattr(model, "condition", None)
+    needs_vectors = condition is not None and condition.num_classes is None
+    if labels is not None:
+        _check_labels(args, model, labels, needs_vectors)
         cond = torch.tensor(labels * (args.n // len(labels) + 1))[: args.n]
     else:  # models conditioned on vectors (e.g. particle attributes) take those of the test split
-        cfg = load_run_config(args.run)
-        needs_vectors = getattr(model, "condition", None) is not None and model.condition.num_classes is None
-        cond = sample_conditions(model, load_data(cfg, "test"), args.n) if needs_vectors else None
+        cond = sample_conditions(model, load_data(load_run_config(args.run), "test"), args.n) if needs_vectors \
+            else None
     torch.manual_seed(args.seed)
-    images = model.sample(args.n, cond)
     out = Path(args.out or Path(args.run) / "samples" / "sample.png")
-    save_grid(images, out, value_range=model.value_range)
+    with out_of_memory_as_error(f"sampling {args.n} images", "lower -n or sample in several calls", InputError):
+        images = sample_in_batches(model, args.n, cond)
+        save_grid(images, out, value_range=model.value_range)
     print(f"wrote {out} ({args.n} samples, range {model.value_range})")
     if args.npz:
-        write_npz(args.npz, images=images.cpu().numpy())  # parents created; OSError -> OutputError
+        write_npz(args.npz, images=images.numpy())  # parents created; OSError -> OutputError
         print(f"wrote {args.npz}")
     return 0
+
+
+def _check_labels(args, model, labels: list[int], needs_vectors: bool) -> None:
+    """--labels fits the run's model: one conditioned on class labels, each in [0, classes)."""
+    from genrep.errors import InputError
+    from genrep.experiments.train import load_run_config
+
+    name = load_run_config(args.run).model_name
+    if needs_vectors:
+        raise InputError(f"--labels needs a model conditioned on class labels; {args.run}'s {name} takes "
+                         f"{model.condition.dim}-d condition vectors (sample it without --labels, which takes the "
+                         f"test split's conditions, or with genrep simulate {args.run} --particles FILE)")
+    if not getattr(model, "conditional", False):
+        raise InputError(f"--labels is only for conditional models; {args.run}'s {name} is unconditional")
+    condition = getattr(model, "condition", None)
+    classes = condition.num_classes if condition is not None else getattr(model, "num_classes", None)
+    if classes is not None and not all(0 <= v < classes for v in labels):
+        raise InputError(f"--labels must lie in [0, {classes - 1}] (the run's {classes} classes), got {args.labels!r}")

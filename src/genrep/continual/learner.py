@@ -201,10 +201,28 @@ def _check_value(owner: str, key: str, value: Any, hint, rule: Rule | None) -> A
         raise fail
     if rule == DEVICE:
         try:
-            torch.device(value)
+            device = torch.device(value)
         except (RuntimeError, ValueError):
             raise fail from None
+        _check_device_available(device, value)
     return value
+
+
+def _check_device_available(device: torch.device, value: str) -> None:
+    """ConfigError when `device` (a cuda or mps device) does not exist on this machine: found when the
+    settings are built, not as torch's AssertionError in the first step."""
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {value} is not available here (torch.cuda.is_available() is False); "
+                              "use --set device=cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {value} is not available here (torch.cuda.device_count() is "
+                              f"{torch.cuda.device_count()}); use --set device=cuda:0 or device=cpu")
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError(f"device {value} is not available here (torch.backends.mps.is_available() is "
+                              "False); use --set device=cpu")
 
 
 def check_settings(settings: Any) -> None:

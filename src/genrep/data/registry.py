@@ -8,6 +8,7 @@ plus a `status()` line for `genrep data list`. `load_dataset` applies the common
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 
 from genrep.data.dataset import ImageDataset
@@ -79,8 +80,11 @@ def load_dataset(
     base_split = "train" if split == "val" else split
     if base_split not in source.splits:
         raise DataError(f"dataset {name!r} has no split {split!r}; valid: {', '.join(source.splits + ('val',))}")
+    if not 0 <= validation_fraction < 1:  # also refuses NaN
+        raise DataError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
     if split == "val" and not 0 < validation_fraction < 1:
         raise DataError("split='val' needs 0 < validation_fraction < 1 (e.g. validation_fraction=0.1)")
+    _check_options(source, options)
     data = source.load(base_split, **options)
     transforms.check_finite(data)
     if base_split == "train" and validation_fraction > 0:
@@ -93,3 +97,23 @@ def load_dataset(
     if image_size is not None:
         data = transforms.resize(data, image_size)
     return transforms.to_range(data, value_range)
+
+
+def _check_options(source: Source, options: dict) -> None:
+    """Refuse options `source.load` does not take (e.g. `path=` for the embedded digits), naming the
+    option and the source, before anything is loaded."""
+    if not options:
+        return
+    try:
+        params = inspect.signature(source.load).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a signature: let it decide
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    taken = [n for n, p in params.items() if p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                        inspect.Parameter.POSITIONAL_OR_KEYWORD)][1:]
+    unknown = [n for n in options if n not in taken]
+    if unknown:
+        valid = ", ".join(taken) if taken else "none"
+        raise DataError(f"dataset {source.name!r} does not take the option {unknown[0]}={options[unknown[0]]!r} "
+                        f"(options it takes: {valid})")

@@ -258,6 +258,7 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
     training time of all tasks and `run_s` the time in `run_scenario`, both summed over resumed segments."""
     from genrep.continual.runner import check_out_dir, run_scenario
     from genrep.continual.scenarios import build_scenario
+    from genrep.experiments.train import out_of_memory_as_error
     from genrep.runs import write_json
 
     check_choice("scale", scale, SCALES)
@@ -280,11 +281,12 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
     run_config = {k: v for k, v in record.items() if k != "settings"}
     per_seed = []
     for seed in seeds:
-        scenario_obj = build_scenario(scenario, seed=seed, limit=TRAIN_LIMIT[scale])
-        learner = learner_from_settings(method, dataclasses.replace(base, seed=seed))
-        result = run_scenario(learner, scenario_obj, out / f"seed{seed}", resume=resume, overwrite=overwrite,
-                              progress=progress, log=log, run_config=run_config)
-        replay_picture(learner, scenario_obj, out / f"seed{seed}" / "replay.png")
+        with out_of_memory_as_error(f"running {method} on {scenario} (seed {seed})", _memory_fix(method, scale, base)):
+            scenario_obj = build_scenario(scenario, seed=seed, limit=TRAIN_LIMIT[scale])
+            learner = learner_from_settings(method, dataclasses.replace(base, seed=seed))
+            result = run_scenario(learner, scenario_obj, out / f"seed{seed}", resume=resume, overwrite=overwrite,
+                                  progress=progress, log=log, run_config=run_config)
+            replay_picture(learner, scenario_obj, out / f"seed{seed}" / "replay.png")
         summary = result.summary["accuracy"]
         per_seed.append({"seed": seed, "average_accuracy": summary["average"], "forgetting": summary["forgetting"],
                          "memory_mb": result.memory_bytes[-1] / 2**20, "wall_time_s": sum(result.wall_times),
@@ -299,6 +301,32 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
                "per_seed": per_seed}
     write_json(out / "summary.json", summary)
     return summary
+
+
+def _memory_fix(method: str, scale: str, settings) -> str:
+    """What to lower when `method` ran out of memory: the numeric settings above the recipe's values
+    at `scale` (largest ratio first), as "--set latent_dim=100000000 (smoke recipe 100)"."""
+    recipe = {**dataclasses.asdict(type(settings)()), **method_settings(method, scale)}
+
+    def size(value):
+        if isinstance(value, bool) or value is None:
+            return None
+        if isinstance(value, (int, float)):
+            return value
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
+            return max(value)
+        return None
+
+    grown = []
+    for field in dataclasses.fields(settings):
+        new, old = size(getattr(settings, field.name)), size(recipe.get(field.name))
+        if field.name != "seed" and new is not None and old is not None and new > old:
+            grown.append((new / old if old else math.inf,
+                          f"--set {field.name}={_shown(getattr(settings, field.name))} ({scale} recipe {old})"))
+    grown.sort(key=lambda item: -item[0])
+    if grown:
+        return "lower " + " / ".join(text for _, text in grown)
+    return "lower batch_size or the model sizes with --set, or use a smaller --scale"
 
 
 def replay_picture(learner, scenario, path: Path, per_task: int = 10) -> Path | None:

@@ -168,6 +168,10 @@ def resolve_extractor(features, dataset: str, probe: torch.Tensor):
         return get_extractor(features, dataset=dataset)
     path = Path(features)
     if not path.is_file():
+        looks_like_a_path = path.suffix or len(path.parts) > 1
+        if looks_like_a_path:
+            problem = "is a folder, not a file" if path.is_dir() else "does not exist"
+            raise ConfigError(f"--features {features} {problem}: give a TorchScript file, lenet or inception")
         raise ConfigError(f"--features must be lenet, inception or a TorchScript file; {features} is none of these")
     try:
         module = torch.jit.load(str(path), map_location="cpu")

@@ -21,6 +21,15 @@ class DataConfig:
     validation_fraction: float = 0.1
     path: str | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("image_size", "pad_to", "limit"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"data.{name} must be an integer >= 1 or null, got {value!r}")
+        fraction = self.validation_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+            raise ConfigError(f"data.validation_fraction must be a number in [0, 1), got {fraction!r}")
+
 
 @dataclasses.dataclass
 class RunConfig:

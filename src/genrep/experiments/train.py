@@ -15,13 +15,14 @@ import torch
 
 from genrep.config import dump_yaml, from_dict, load_yaml, to_dict
 from genrep.data import DataSpec, ImageDataset, load_dataset
-from genrep.errors import ConfigError, OutputError, one_line
+from genrep.errors import ConfigError, GenrepError, OutputError, one_line
 from genrep.experiments.run_config import RunConfig, run_config_from_dict
 from genrep.models.base import GenerativeModel
 from genrep.models.registry import build_model, get_model_spec
 from genrep.runs import prepare_run_dir, read_data_spec, write_json, write_report
 from genrep.training import Trainer, launch_fabric, load_weights
-from genrep.training.loop import RESUME_CHANGEABLE_FIELDS, config_differences
+from genrep.training.checkpoint import checkpoint_step
+from genrep.training.loop import RESUME_CHANGEABLE_FIELDS, check_steps_reached, config_differences
 from genrep.utils.images import save_grid
 from genrep.utils.plots import plot_training_curves
 
@@ -157,6 +158,9 @@ def check_run_dir(out: Path, *, overwrite: bool, resume: bool, config: dict[str,
         prepare_run_dir(out, overwrite=overwrite, resume=resume)  # refuses, or (resume) returns untouched
     if resume:
         check_resume_compatible(out, config)
+        checkpoint = out / "checkpoints" / "last.ckpt"
+        if checkpoint.is_file():  # before config.yaml is rewritten: a resume to fewer steps changes nothing
+            check_steps_reached(config["train"]["steps"], checkpoint_step(checkpoint), checkpoint)
         return
     existing = next((p for p in (out, *out.parents) if p.exists()), None)
     if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
@@ -266,6 +270,36 @@ def out_of_memory_as_config_error(cfg: RunConfig, stage: str) -> Iterator[None]:
             message = (f"out of memory while training {cfg.model_name} ({need}); lower " + " / ".join(lower))
         del err
         raise ConfigError(message) from None
+
+
+@contextlib.contextmanager
+def out_of_memory_as_error(what: str, fix: str, error: type[GenrepError] = ConfigError) -> Iterator[None]:
+    """Turn running out of memory while doing `what` ("sampling 100000000 images") into the one-line
+    `error` "out of memory WHAT (one allocation of N GB); FIX"."""
+    try:
+        yield
+    except BaseException as err:
+        if not is_out_of_memory(err):
+            raise
+        need = _allocation(err)
+        del err  # its traceback holds the frames (and tensors) that filled the memory
+        raise error(f"out of memory {what} ({need}); {fix}") from None
+
+
+@torch.no_grad()
+def sample_in_batches(model: GenerativeModel, n: int, cond: torch.Tensor | None = None, *,
+                      batch_size: int = 500) -> torch.Tensor:
+    """`model.sample` for n images, `batch_size` at a time (the rows of `cond` with them), gathered
+    on the CPU in one tensor allocated first, so that too large an `n` fails before any sampling.
+    For n <= batch_size this is one `model.sample(n, cond)` call (the same images for a seed)."""
+    if n <= batch_size:
+        return model.sample(n, cond).cpu()
+    images = torch.empty((n, *model.image_shape))
+    for start in range(0, n, batch_size):
+        rows = slice(start, min(start + batch_size, n))
+        chunk = model.sample(rows.stop - rows.start, None if cond is None else cond[rows])
+        images[rows] = chunk.cpu()
+    return images
 
 
 def check_resume_compatible(run_dir: Path, new: dict[str, Any]) -> None:

@@ -102,6 +102,14 @@ def _scaled(c: int, width: float) -> int:
     return max(1, int(round(c * width)))
 
 
+def check_layer_sizes(key: str, sizes) -> None:
+    """Raise ConfigError naming `key` (e.g. "model.hidden") unless every item of `sizes` (hidden
+    widths, conv channels) is an integer >= 1."""
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"{key} must be a list of integers >= 1, got {list(sizes)}")
+
+
 def check_arch_fits(arch: str, image_shape) -> None:
     """Raise ConfigError (naming the sizes the arch takes) if `image_shape` (C, H, W) does not fit `arch`."""
     if arch not in ARCHS:

@@ -86,6 +86,10 @@ class SinkhornAEConfig:
     condition_scale: float = 1.0
 
     def __post_init__(self):
+        from genrep.models.networks import check_layer_sizes
+
+        for key in ("hidden", "channels", "noise_hidden"):
+            check_layer_sizes(f"model.{key}", getattr(self, key))
         if self.arch not in ARCHS:
             raise ConfigError(f"model.arch must be one of {', '.join(ARCHS)}; got {self.arch!r}")
         if self.noise not in NOISES:

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from genrep.errors import ConfigError
 from genrep.models.base import GenerativeModel, Output
-from genrep.models.networks import ARCHS, LOG_2PI, ConditionEmbedding, Decoder, Encoder, log_normal_kl
+from genrep.models.networks import (ARCHS, LOG_2PI, ConditionEmbedding, Decoder, Encoder, check_layer_sizes,
+                                    log_normal_kl)
 
 
 @dataclasses.dataclass
@@ -32,6 +33,8 @@ class VAEConfig:
     gaussian_std: float = 0.1
 
     def __post_init__(self):
+        check_layer_sizes("model.hidden", self.hidden)
+        check_layer_sizes("model.channels", self.channels)
         if self.arch not in ARCHS:
             raise ConfigError(f"model.arch must be one of {', '.join(ARCHS)}; got {self.arch!r}")
         if self.likelihood not in ("bernoulli", "gaussian"):

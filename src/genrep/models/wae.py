@@ -23,7 +23,8 @@ import torch
 
 from genrep.errors import ConfigError, InputError
 from genrep.models.base import GenerativeModel, Output
-from genrep.models.networks import ARCHS, OUTPUTS, ConditionEmbedding, Decoder, Encoder, to_value_range
+from genrep.models.networks import (ARCHS, OUTPUTS, ConditionEmbedding, Decoder, Encoder, check_layer_sizes,
+                                    to_value_range)
 
 IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -75,6 +76,8 @@ class WAEConfig:
     recon_scale: float = 1.0
 
     def __post_init__(self):
+        check_layer_sizes("model.hidden", self.hidden)
+        check_layer_sizes("model.channels", self.channels)
         if self.arch not in ARCHS:
             raise ConfigError(f"model.arch must be one of {', '.join(ARCHS)}; got {self.arch!r}")
         if self.output not in OUTPUTS:

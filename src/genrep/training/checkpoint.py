@@ -86,6 +86,17 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
+def checkpoint_step(path: str | Path) -> int | None:
+    """The step a checkpoint written by the Trainer has reached (its tensors memory-mapped, not
+    read), None if it has no step; the errors of `load_checkpoint`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    state = load_torch(path, label=f"checkpoint {path}", hint="; delete it or resume from a copy", mmap=True)
+    step = state.get("step") if isinstance(state, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
 def save_weights(path: str | Path, model: nn.Module, *, metadata: dict[str, str] | None = None) -> Path:
     """Write `model.state_dict()` atomically to `path` as safetensors (tensors copied to the CPU,
     tied tensors stored once per name), with `metadata` (str -> str) in the file's header.

@@ -7,6 +7,7 @@ every value and raises `ConfigError` naming the field and what it allows.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from genrep.errors import ConfigError
 
@@ -67,7 +68,8 @@ class TrainConfig:
             _check_int(name, getattr(self, name), minimum=1)
         for name in ("eval_every", "checkpoint_every", "sample_every", "seed"):
             _check_int(name, getattr(self, name), minimum=0)
-        for name in ("lr", "weight_decay", "momentum"):
+        _check_float("lr", self.lr, minimum=0.0, strict=True)  # lr 0 would train nothing
+        for name in ("weight_decay", "momentum"):
             _check_float(name, getattr(self, name), minimum=0.0)
         if not _is_number(self.lr_gamma) or not 0.0 < self.lr_gamma <= 1.0:
             raise ConfigError(f"train.lr_gamma must lie in (0, 1], got {self.lr_gamma!r}")
@@ -96,6 +98,7 @@ def _is_number(value) -> bool:
 
 
 def _check_float(name: str, value, *, minimum: float, strict: bool = False) -> None:
-    if not _is_number(value) or value < minimum or (strict and value == minimum):
+    """A finite number >= minimum (> minimum when `strict`); NaN and ±inf are refused."""
+    if not _is_number(value) or not math.isfinite(value) or value < minimum or (strict and value == minimum):
         relation = ">" if strict else ">="
-        raise ConfigError(f"train.{name} must be a number {relation} {minimum:g}, got {value!r}")
+        raise ConfigError(f"train.{name} must be a finite number {relation} {minimum:g}, got {value!r}")

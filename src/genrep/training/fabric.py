@@ -6,9 +6,14 @@ used straight from the returned `Fabric` object by the training loop.
 
 from __future__ import annotations
 
-from lightning_fabric import Fabric
+import logging
+import warnings
 
-from genrep.errors import ConfigError
+import torch
+from lightning_fabric import Fabric
+from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+from genrep.errors import ConfigError, GenrepWarning
 from genrep.training.checkpoint import one_line
 from genrep.training.config import TrainConfig
 
@@ -26,14 +31,34 @@ def launch_fabric(cfg: TrainConfig) -> Fabric:
     strategy = cfg.strategy
     if strategy == "auto" and cfg.devices * cfg.num_nodes > 1:
         strategy = "ddp"
+    precision = cfg.precision
+    if precision == "16-mixed" and _runs_on_cpu(cfg.accelerator):
+        # Fabric would switch too, printing two lines of its own; say it once, in genrep's words
+        if rank_zero_only.rank == 0:
+            warnings.warn("precision 16-mixed is not supported on CPU; using bf16-mixed", GenrepWarning,
+                          stacklevel=2)
+        precision = "bf16-mixed"
+    fabric_log = logging.getLogger("lightning_fabric.utilities.rank_zero")  # "Using bfloat16 AMP" info lines
+    level = fabric_log.level
+    fabric_log.setLevel(logging.WARNING)
     try:
         fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-                        precision=cfg.precision, strategy=strategy)
+                        precision=precision, strategy=strategy)
     except (ValueError, RuntimeError, TypeError) as err:
         raise ConfigError(
             f"cannot start Lightning Fabric with accelerator={cfg.accelerator!r}, devices={cfg.devices},"
             f" num_nodes={cfg.num_nodes}, precision={cfg.precision!r}, strategy={strategy!r}: {one_line(err)}"
         ) from None
+    finally:
+        fabric_log.setLevel(level)
     fabric.launch()
     fabric.seed_everything(cfg.seed, workers=False, verbose=False)
     return fabric
+
+
+def _runs_on_cpu(accelerator: str) -> bool:
+    """Whether Fabric's `accelerator` ("cpu" | "cuda" | "auto") means the CPU on this machine."""
+    if accelerator == "cpu":
+        return True
+    mps = getattr(torch.backends, "mps", None)
+    return accelerator == "auto" and not torch.cuda.is_available() and not (mps is not None and mps.is_available())

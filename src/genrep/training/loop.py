@@ -398,6 +398,7 @@ class Trainer:
                 f" resume with the stored values or start a new run"
                 f" (only train.{', train.'.join(RESUME_CHANGEABLE_FIELDS)} may change)"
             )
+        check_steps_reached(self.cfg.steps, state.get("step"), path)
         changes = resume_changes(state["config"], run_config)
         if len(state["optimizers"]) != len(optimizers) or len(state["schedulers"]) != len(schedulers):
             raise CheckpointError(
@@ -452,6 +453,14 @@ def _apply_base_lrs(optimizers: list, schedulers: list, fresh_lrs: list[list[flo
                 scheduler.base_lrs[j] = new_base
         if scheduler is not None:
             scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+def check_steps_reached(steps: int, reached, path) -> None:
+    """Refuse to resume checkpoint `path`, already at step `reached`, with fewer steps in total
+    (`steps`): the run would do nothing and report no training loss."""
+    if isinstance(reached, int) and not isinstance(reached, bool) and reached > steps:
+        raise ConfigError(f"--steps {steps} (train.steps) is below the step the run has reached ({reached}, in "
+                          f"{path}); pass a larger --steps")
 
 
 def resume_changes(stored: dict, current: dict) -> list[tuple[str, object, object]]:

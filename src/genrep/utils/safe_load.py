@@ -51,8 +51,9 @@ def _torch_reason(err: BaseException) -> str:
 
 
 def load_torch(path: str | os.PathLike, *, label: str, error: type[GenrepError] = CheckpointError,
-               hint: str = "") -> Any:
-    """`torch.load(path, map_location="cpu", weights_only=True)`.
+               hint: str = "", mmap: bool = False) -> Any:
+    """`torch.load(path, map_location="cpu", weights_only=True)` (`mmap`: tensors memory-mapped,
+    read only when touched: cheap for a look at a checkpoint's counters).
 
     `label` names the file in messages (e.g. "checkpoint runs/x/last.ckpt"). Raises UnsafeFileError
     when the file holds Python objects beyond tensors (refused for safety), else `error`
@@ -62,7 +63,7 @@ def load_torch(path: str | os.PathLike, *, label: str, error: type[GenrepError] 
     try:
         with warnings.catch_warnings():  # "Detected pickle protocol 4 ..." from the weights-only unpickler
             warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:  # RuntimeError, EOFError, UnpicklingError, OSError, ... by cause
         refused = _torch_refusal(err)
         if refused is not None:
@@ -85,6 +86,15 @@ def _pickle_file(err: BaseException) -> bool:
     unsafely using the `allow_pickle=` keyword argument ..." (older: "Cannot load file containing
     pickled data when allow_pickle=False"): the file is a pickle, not a .npy/.npz file."""
     return isinstance(err, ValueError) and ("pickled" in str(err) or "allow_pickle" in str(err))
+
+
+def _starts_like_a_pickle(path: str | os.PathLike) -> bool:
+    """A pickle of protocol 2 or later (what numpy and torch write) starts with the PROTO opcode 0x80."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(1) == b"\x80"
+    except OSError:
+        return False
 
 
 def load_arrays(path: str | os.PathLike, *, label: str | None = None,
@@ -110,8 +120,12 @@ def load_arrays(path: str | os.PathLike, *, label: str | None = None,
             raise UnsafeFileError(f"{label}: {where} holds Python objects (dtype=object, stored as a pickle) "
                                   f"{REFUSED}; store numeric arrays only") from None
         if _pickle_file(err):
-            raise UnsafeFileError(f"{label} is a Python pickle, not a .npz/.npy file of arrays, {REFUSED};"
-                                  " store numeric arrays with numpy.savez") from None
+            if _starts_like_a_pickle(path):
+                raise UnsafeFileError(f"{label} is a Python pickle, not a .npz/.npy file of arrays, {REFUSED};"
+                                      " store numeric arrays with numpy.savez") from None
+            # numpy says "pickled" for any file that is neither a zip (.npz) nor a .npy file
+            raise error(f"{label}: not a valid .npz/.npy file (it starts with neither the .npz (zip) nor the "
+                        ".npy signature; truncated, corrupted or another format?)") from None
         if isinstance(err, FileNotFoundError):
             raise error(f"{label} does not exist") from None
         raise error(f"{label}: not a readable .npz/.npy file of numeric arrays ({one_line(err, 200)})") from None
