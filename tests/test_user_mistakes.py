@@ -612,6 +612,18 @@ def test_continual_out_of_memory_names_the_large_settings(capsys, tmp_path, monk
                            "--out", tmp_path / "cl")
     assert_one_line_error(code, err, "out of memory running gr on split-digits (seed 0) (one allocation of 320 GB); "
                                      "lower --set latent_dim=100000000 (smoke recipe ")
+    assert not (tmp_path / "cl").exists()  # nothing half-made: the corrected command needs no --overwrite
+
+
+def test_a_failed_continual_run_keeps_folders_that_existed_or_hold_a_checkpoint(tmp_path):
+    from genrep.experiments.continual import discard_unstarted
+
+    old, fresh, started = tmp_path / "old", tmp_path / "fresh", tmp_path / "started"
+    for folder in (old, fresh / "seed0", started / "seed0"):
+        folder.mkdir(parents=True)
+    (started / "seed0" / "checkpoint.pt").write_bytes(b"x")
+    discard_unstarted([fresh, started / "seed0", started])
+    assert old.is_dir() and not fresh.exists() and (started / "seed0" / "checkpoint.pt").is_file()
 
 
 def test_unreadable_files_are_described_as_they_are(capsys, tmp_path):

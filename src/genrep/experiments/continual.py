@@ -275,18 +275,24 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
         if not resume:
             for seed in seeds:  # refuse before config.json is written
                 check_out_dir(out / f"seed{seed}", resume=False, overwrite=False)
+    new_folders = [p for p in (out, *(out / f"seed{seed}" for seed in seeds)) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
     if overwrite or not (out / CONFIG).is_file():
         write_json(out / CONFIG, record)
     run_config = {k: v for k, v in record.items() if k != "settings"}
     per_seed = []
     for seed in seeds:
-        with out_of_memory_as_error(f"running {method} on {scenario} (seed {seed})", _memory_fix(method, scale, base)):
-            scenario_obj = build_scenario(scenario, seed=seed, limit=TRAIN_LIMIT[scale])
-            learner = learner_from_settings(method, dataclasses.replace(base, seed=seed))
-            result = run_scenario(learner, scenario_obj, out / f"seed{seed}", resume=resume, overwrite=overwrite,
-                                  progress=progress, log=log, run_config=run_config)
-            replay_picture(learner, scenario_obj, out / f"seed{seed}" / "replay.png")
+        try:
+            with out_of_memory_as_error(f"running {method} on {scenario} (seed {seed})",
+                                        _memory_fix(method, scale, base)):
+                scenario_obj = build_scenario(scenario, seed=seed, limit=TRAIN_LIMIT[scale])
+                learner = learner_from_settings(method, dataclasses.replace(base, seed=seed))
+                result = run_scenario(learner, scenario_obj, out / f"seed{seed}", resume=resume, overwrite=overwrite,
+                                      progress=progress, log=log, run_config=run_config)
+                replay_picture(learner, scenario_obj, out / f"seed{seed}" / "replay.png")
+        except BaseException:
+            discard_unstarted(new_folders)
+            raise
         summary = result.summary["accuracy"]
         per_seed.append({"seed": seed, "average_accuracy": summary["average"], "forgetting": summary["forgetting"],
                          "memory_mb": result.memory_bytes[-1] / 2**20, "wall_time_s": sum(result.wall_times),
@@ -301,6 +307,19 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
                "per_seed": per_seed}
     write_json(out / "summary.json", summary)
     return summary
+
+
+def discard_unstarted(new_folders: list[Path]) -> None:
+    """After a failed run: remove the folders this command created (out first, then seed folders)
+    that hold no continual checkpoint, so the corrected command can start again without
+    --overwrite. A folder with a checkpoint in it, or one that existed before, is kept."""
+    import shutil
+
+    from genrep.continual.runner import CHECKPOINT
+
+    for folder in new_folders:
+        if folder.is_dir() and not any(folder.rglob(CHECKPOINT)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _memory_fix(method: str, scale: str, settings) -> str:
