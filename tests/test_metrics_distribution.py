@@ -14,7 +14,7 @@ from torch import nn
 
 from genrep.errors import InputError
 from genrep.metrics import frechet as fid_module
-from genrep.metrics.frechet import FID, fid, fid_from_stats, gaussian_stats
+from genrep.metrics.frechet import FID, fid, fid_from_stats
 from genrep.metrics.improved_pr import ImprovedPrecisionRecall, improved_precision_recall
 from genrep.metrics.iscore import InceptionScore, inception_score
 from genrep.metrics.kernel_distance import KID, kid

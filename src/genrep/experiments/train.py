@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -13,7 +12,7 @@ from typing import Any
 
 import torch
 
-from genrep.config import dump_yaml, from_dict, load_yaml, to_dict
+from genrep.config import dump_yaml, load_yaml, to_dict
 from genrep.data import DataSpec, ImageDataset, load_dataset
 from genrep.errors import ConfigError, GenrepError, OutputError, one_line
 from genrep.experiments.run_config import RunConfig, run_config_from_dict
