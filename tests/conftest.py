@@ -65,6 +65,26 @@ def pytest_runtest_setup(item):
                 pytest.skip(reason)
 
 
+def run_cli(capsys, *argv):
+    """genrep's main() on argv (items turned into str): (exit code, stdout, stderr)."""
+    from genrep.cli.main import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    """Exit code 2, no traceback, exactly one `genrep: error:` line holding every fragment; returns it."""
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("genrep: error:")]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
 MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 

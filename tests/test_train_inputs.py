@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genrep.cli.main import main
+from conftest import assert_one_line_error, run_cli
 from genrep.data import ImageDataset
 from genrep.errors import ConfigError
 from genrep.models.base import GenerativeModel, Output
@@ -25,21 +25,6 @@ from genrep.training import loop
 
 FAST = ["--no-progress", "--set", "train.log_every=5", "--set", "train.checkpoint_every=10"]
 OOM = "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to allocate 123000000000 bytes"
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.startswith("genrep: error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def train_digits(capsys, out, *extra, steps=10):

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from conftest import assert_one_line_error, run_cli
 from genrep.cli.main import main
 from genrep.data import calorimeter as zdc
 from genrep.data import load_dataset
@@ -29,22 +30,6 @@ from genrep.runs import write_json
 
 TINY_VAE = ["--steps", "5", "--no-progress", "--set", "model.hidden=[16]", "--set", "train.batch_size=32",
             "--set", "train.checkpoint_every=1000", "--set", "data.validation_fraction=0"]
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    assert "Traceback" not in err, err
-    lines = [line for line in err.strip().splitlines() if line.startswith("genrep: error:")]
-    assert len(lines) == 1, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ import contextlib
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -246,35 +246,8 @@ def grown_settings(cfg: RunConfig, *, include_batch: bool = False) -> list[str]:
 
 
 @contextlib.contextmanager
-def out_of_memory_as_config_error(cfg: RunConfig, stage: str) -> Iterator[None]:
-    """Turn running out of memory in `stage` ("data", "model", "training") into a one-line
-    ConfigError naming the settings to lower (those set above their defaults first)."""
-    try:
-        yield
-    except BaseException as err:
-        if not is_out_of_memory(err):
-            raise
-        need = _allocation(err)
-        if stage == "data":
-            lower = [f"data.{k} ({getattr(cfg.data, k)})" for k in ("image_size", "pad_to", "limit")
-                     if getattr(cfg.data, k) is not None]
-            message = (f"data too large: loading {cfg.data.name} ran out of memory ({need});"
-                       f" {'lower ' + ' / '.join(lower) if lower else 'set data.limit to use a subset'}")
-        elif stage == "model":
-            lower = grown_settings(cfg) or ["the model's sizes (model.latent_dim, model.hidden, model.channels, ...)"]
-            message = (f"model too large: building {cfg.model_name} ran out of memory ({need}); lower "
-                       + " / ".join(lower))
-        else:
-            lower = grown_settings(cfg, include_batch=True)
-            message = (f"out of memory while training {cfg.model_name} ({need}); lower " + " / ".join(lower))
-        del err
-        raise ConfigError(message) from None
-
-
-@contextlib.contextmanager
-def out_of_memory_as_error(what: str, fix: str, error: type[GenrepError] = ConfigError) -> Iterator[None]:
-    """Turn running out of memory while doing `what` ("sampling 100000000 images") into the one-line
-    `error` "out of memory WHAT (one allocation of N GB); FIX"."""
+def _out_of_memory_raises(error: type[GenrepError], message: Callable[[str], str]) -> Iterator[None]:
+    """Re-raise running out of memory as `error(message(need))`, need = "one allocation of N GB"."""
     try:
         yield
     except BaseException as err:
@@ -282,7 +255,32 @@ def out_of_memory_as_error(what: str, fix: str, error: type[GenrepError] = Confi
             raise
         need = _allocation(err)
         del err  # its traceback holds the frames (and tensors) that filled the memory
-        raise error(f"out of memory {what} ({need}); {fix}") from None
+        raise error(message(need)) from None
+
+
+def out_of_memory_as_config_error(cfg: RunConfig, stage: str):
+    """Turn running out of memory in `stage` ("data", "model", "training") into a one-line
+    ConfigError naming the settings to lower (those set above their defaults first)."""
+
+    def message(need: str) -> str:
+        if stage == "data":
+            lower = [f"data.{k} ({getattr(cfg.data, k)})" for k in ("image_size", "pad_to", "limit")
+                     if getattr(cfg.data, k) is not None]
+            return (f"data too large: loading {cfg.data.name} ran out of memory ({need});"
+                    f" {'lower ' + ' / '.join(lower) if lower else 'set data.limit to use a subset'}")
+        if stage == "model":
+            lower = grown_settings(cfg) or ["the model's sizes (model.latent_dim, model.hidden, model.channels, ...)"]
+            return f"model too large: building {cfg.model_name} ran out of memory ({need}); lower " + " / ".join(lower)
+        lower = grown_settings(cfg, include_batch=True)
+        return f"out of memory while training {cfg.model_name} ({need}); lower " + " / ".join(lower)
+
+    return _out_of_memory_raises(ConfigError, message)
+
+
+def out_of_memory_as_error(what: str, fix: str, error: type[GenrepError] = ConfigError):
+    """Turn running out of memory while doing `what` ("sampling 100000000 images") into the one-line
+    `error` "out of memory WHAT (one allocation of N GB); FIX"."""
+    return _out_of_memory_raises(error, lambda need: f"out of memory {what} ({need}); {fix}")
 
 
 @torch.no_grad()
