@@ -1,7 +1,8 @@
 """The loss terms of the end-to-end Sinkhorn autoencoder (thesis ch.4, Eq. 4.1–4.6).
 
 - `laplacian_pyramid` / `laplacian_loss`: the Lap₁ reconstruction term of Bojanowski et al.
-  (Eq. 4.1) as in the reference code: 5×5 binomial blur with reflect padding, L^j = g_j − blur(g_j),
+  (Eq. 4.1) as in the authors' `lap_loss.py` (of their DDGM and Multiband VAE repositories; the e2e
+  SAE notebook has no Laplacian term): 5×5 binomial blur with reflect padding, L^j = g_j − blur(g_j),
   g_{j+1} = avgpool₂(blur(g_j)), `levels` band-pass levels, the low-pass residual left out.
 - `sinkhorn_loss`: the debiased Sinkhorn divergence S_ε of Eq. 4.4 between two point clouds with
   cost ½‖a − b‖², through geomloss (differentiable in both clouds).
@@ -39,7 +40,7 @@ def binomial_blur(x: torch.Tensor) -> torch.Tensor:
 
 def laplacian_pyramid(x: torch.Tensor, levels: int = 3) -> list[torch.Tensor]:
     """Band-pass levels [L⁰, …, L^{levels−1}] of x (N×C×H×W): L^j = g_j − blur(g_j) with g₀ = x and
-    g_{j+1} = avgpool₂(blur(g_j)). The residual g_levels is not returned (reference code)."""
+    g_{j+1} = avgpool₂(blur(g_j)). The residual g_levels is not returned (as in the authors' `lap_loss.py`)."""
     side = min(x.shape[-2:])
     if not 1 <= levels <= max_pyramid_levels(side):
         raise InputError(f"a {levels}-level Laplacian pyramid needs images of at least "
@@ -62,9 +63,10 @@ def sinkhorn_loss(blur: float, scaling: float, diameter: float | None) -> Sinkho
     """S_ε(a, b) (Eq. 4.4) for two N×D / M×D clouds, cost ½‖a − b‖² (p=2), ε = blur², debiased.
 
     geomloss anneals ε from diameter² down to blur² by factors scaling² (one Sinkhorn iteration
-    each). The reference code's `diameter=0.01` < blur starts at the target ε at once, i.e. about
-    two iterations (a cheap, rough divergence); `diameter=None` lets geomloss measure the clouds
-    and anneals properly (log(diameter/blur)/(1−scaling) iterations: the converged setting)."""
+    each), then extrapolates once. The reference code's `diameter=0.01` < blur makes that schedule
+    [diameter², blur²] = [1e-4, 2.5e-3]: two iterations (a cheap, rough divergence; the "reference"
+    preset of the e2e SAE). `diameter=None` lets geomloss measure the clouds, so the annealing starts
+    at their own scale: log(diameter/blur)/log(1/scaling) iterations (the converged setting)."""
     if not (blur > 0 and 0 < scaling < 1) or (diameter is not None and diameter <= 0):
         raise ConfigError(f"Sinkhorn needs blur > 0, 0 < scaling < 1 and diameter > 0 or null; got blur={blur}, "
                           f"scaling={scaling}, diameter={diameter}")
