@@ -561,3 +561,34 @@ def test_tiny_ddpm_learns_a_two_mode_mixture():
     assert dist(samples) < 0.2 < 0.8 < dist(noise)  # data itself: ≈ 0.063
     share = (samples[:, 0] > 0).float().mean().item()
     assert 0.3 < share < 0.7  # both modes are populated
+
+
+@pytest.mark.parametrize("var_type", ["fixed_small", "fixed_large"])
+def test_a_sampling_step_adds_exp_log_variance_noise_for_t_at_least_1_and_none_at_0(var_type):
+    """x_{t−1} − μ has variance exp(log σ²_t) at every t ≥ 1 (t = 1 included) and is exactly 0 at t = 0."""
+    d = GaussianDiffusion(linear_betas(100), model_var_type=var_type)
+    x_t = torch.zeros(20_000, 1, 1, 1, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    for step in (0, 1, 2, 99):
+        t = torch.full((len(x_t),), step)
+        out = d.p_sample(lambda x, t: torch.zeros_like(x), x_t, t, clip_denoised=False, generator=gen)
+        spread = out["sample"] - out["mean"]
+        if step == 0:
+            assert torch.equal(spread, torch.zeros_like(spread))
+        else:
+            expected = float(out["log_variance"][0].exp())
+            assert float(spread.var()) == pytest.approx(expected, rel=0.05)
+
+
+def test_fixed_large_variance_at_t0_is_the_posterior_variance_of_step_1():
+    """improved-diffusion: fixed_large uses append(β̃_1, β[1:]), i.e. β̃_1 (not β_0 or β_1) at t = 0."""
+    betas = linear_betas(100)
+    d = GaussianDiffusion(betas, model_var_type="fixed_large")
+    ab = np.cumprod(1 - betas)
+    tilde_beta_1 = (1 - ab[0]) / (1 - ab[1]) * betas[1]
+    x = torch.zeros(2, 1, 2, 2, dtype=torch.float64)
+    out = d.p_mean_variance(lambda x, t: torch.zeros_like(x), x, torch.zeros(2, dtype=torch.long), clip_denoised=False)
+    assert float(out["log_variance"].exp().flatten()[0]) == pytest.approx(tilde_beta_1, rel=1e-9)
+    assert not np.isclose(tilde_beta_1, betas[0]) and not np.isclose(tilde_beta_1, betas[1])
+    later = d.p_mean_variance(lambda x, t: torch.zeros_like(x), x, torch.full((2,), 5), clip_denoised=False)
+    assert float(later["log_variance"].exp().flatten()[0]) == pytest.approx(betas[5], rel=1e-9)
