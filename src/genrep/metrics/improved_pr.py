@@ -6,7 +6,9 @@ Each sample's ball has radius r_k(x) = distance to its k-th nearest neighbour in
     precision = (1/M) Σ_{f∈Φf} 1[∃ r ∈ Φr: ‖f − r‖ ≤ r_k(r)]   (generated inside the real manifold)
     recall    = (1/N) Σ_{r∈Φr} 1[∃ f ∈ Φf: ‖r − f‖ ≤ r_k(f)]   (real inside the generated manifold)
 
-both in [0, 1]. Squared distances ‖a‖² + ‖b‖² − 2aᵀb are computed in row blocks (B×N at a time,
+both in [0, 1]. In high dimensions k-NN balls cover much less than the distribution: two samples
+of the same 84-d standard Gaussian (2,000 each, k = 3) score precision 0.58 and recall 0.56, not 1,
+so compare models with each other (and with a real-vs-real row), not with 1. Squared distances ‖a‖² + ‖b‖² − 2aᵀb are computed in row blocks (B×N at a time,
 so 10k×10k never sits in memory) in `dtype` (float32 by default, as the reference GPU code; the
 features are centred on their joint mean first, which keeps the float32 rounding small).
 """
