@@ -592,3 +592,29 @@ def test_fixed_large_variance_at_t0_is_the_posterior_variance_of_step_1():
     assert not np.isclose(tilde_beta_1, betas[0]) and not np.isclose(tilde_beta_1, betas[1])
     later = d.p_mean_variance(lambda x, t: torch.zeros_like(x), x, torch.full((2,), 5), clip_denoised=False)
     assert float(later["log_variance"].exp().flatten()[0]) == pytest.approx(betas[5], rel=1e-9)
+
+
+def improved_diffusion_space_timesteps(num_timesteps: int, section_counts: list[int]) -> set[int]:
+    """openai/improved-diffusion's `respace.space_timesteps` (section lists), line for line."""
+    size_per, extra = num_timesteps // len(section_counts), num_timesteps % len(section_counts)
+    start_idx, all_steps = 0, []
+    for i, section_count in enumerate(section_counts):
+        size = size_per + (1 if i < extra else 0)
+        frac_stride = 1 if section_count <= 1 else (size - 1) / (section_count - 1)
+        cur_idx, taken_steps = 0.0, []
+        for _ in range(section_count):
+            taken_steps.append(start_idx + round(cur_idx))
+            cur_idx += frac_stride
+        all_steps += taken_steps
+        start_idx += size
+    return set(all_steps)
+
+
+def test_space_timesteps_selects_improved_diffusions_steps_on_a_grid():
+    grid = [(T, counts) for T in (50, 100, 250, 500, 1000, 4000)
+            for counts in ([T - 1], [T // 2 + 1], [T // 3], [T // 7], [10], [25], [3, 5], [10, 15, 20], [T // 4] * 2)
+            if all(1 <= c <= T // len(counts) for c in counts)]
+    assert len(grid) > 40
+    for T, counts in grid:
+        assert space_timesteps(T, counts) == improved_diffusion_space_timesteps(T, counts), (T, counts)
+    assert space_timesteps(1000, "999") == improved_diffusion_space_timesteps(1000, [999])

@@ -17,7 +17,9 @@ def space_timesteps(num_timesteps: int, section_counts) -> set[int]:
     section_counts: "ddimN" (the DDIM paper's fixed stride: range(0, T, stride) with exactly N steps),
     or a list / comma-separated string of counts: the T steps are cut into len(counts) equal sections
     (the first T mod len sections one step longer) and section i keeps counts[i] evenly spaced steps,
-    always including its first and last step (a count of 1 keeps only the first).
+    always including its first and last step (a count of 1 keeps only the first). The positions are
+    accumulated and rounded exactly as improved-diffusion does, so a published respacing selects
+    the same steps (`round(j·stride)` would break some .5 ties the other way).
     E.g. space_timesteps(1000, "ddim50") == {0, 20, …, 980}; space_timesteps(300, [10, 15, 20]).
     """
     T = int(num_timesteps)
@@ -41,7 +43,10 @@ def space_timesteps(num_timesteps: int, section_counts) -> set[int]:
         if count < 1 or count > size:
             raise ConfigError(f"cannot keep {count} steps from a section of {size} (T={T}, sections={counts})")
         stride = 1.0 if count == 1 else (size - 1) / (count - 1)
-        kept.extend(start + round(j * stride) for j in range(count))
+        position = 0.0
+        for _ in range(count):  # accumulated, then round() (ties to even): improved-diffusion's exact steps
+            kept.append(start + round(position))
+            position += stride
         start += size
     return set(kept)
 
