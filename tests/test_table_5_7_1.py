@@ -134,6 +134,13 @@ def test_every_row_builds_a_model(scale):
         assert params["daed-0.001-simple"] == pytest.approx(2 * params["ddgm-simple"], rel=0.01)  # 17.6 M
 
 
+def test_paper_scale_samples_unclipped_as_the_reference_did():
+    for key, *_ in R.ROWS:  # every row, DDGM and DAED, says it explicitly
+        assert R.run_config(key, "paper", 0)["model"]["clip_denoised"] is False
+        assert run_config_from_dict(R.run_config(key, "paper", 0)).model.clip_denoised is False
+        assert R.run_config(key, "cpu", 0)["model"]["clip_denoised"] is True
+
+
 def test_paper_scale_is_the_published_setup():
     s = R.SCALES["paper"]
     assert (s.diffusion_steps, s.batch_size, s.lr, s.train_steps, s.features) == (500, 128, 1e-4, 100_000, "inception")

@@ -110,6 +110,8 @@ class Scale:
     accelerator: str                # "cpu" | "auto" (the GPU when there is one)
     quick_lenet: bool               # smoke: a 1-epoch LeNet that is not cached, when none is
     dae_sampler: str = "reference"  # DAED timestep sampler: "reference" (per β_1, see above) | a DAEDConfig name
+    clip_denoised: bool = True      # clamp x̂_0 to [-1, 1] while sampling; paper: False, as the reference
+                                    # sampled (image_sample.py, train_util.py); docs/diffusion.md
 
 
 SMOKE_UNET = {"model_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1, "attention_resolutions": [],
@@ -128,7 +130,8 @@ SCALES = {
                  features="lenet", accelerator="cpu", quick_lenet=False),
     "paper": Scale(dataset="fashion_mnist", diffusion_steps=500, steps_rule="published", unet=PAPER_UNET,
                    train_steps=100_000, batch_size=128, lr=1e-4, grad_clip=None, train_limit=None, n_eval=10_000,
-                   sample_steps=None, features="inception", accelerator="auto", quick_lenet=False),
+                   sample_steps=None, features="inception", accelerator="auto", quick_lenet=False,
+                   clip_denoised=False),
 }
 
 
@@ -146,13 +149,14 @@ def run_config(key: str, scale: str, seed: int, *, progress: bool = False) -> di
     unet = dict(s.unet)
     if model == "ddgm":
         model_cfg: dict[str, Any] = {"steps": s.diffusion_steps, "schedule": "linear", "loss": loss,
-                                     "timestep_sampler": "uniform", "sample_steps": s.sample_steps, "unet": unet}
+                                     "timestep_sampler": "uniform", "sample_steps": s.sample_steps, "unet": unet,
+                                     "clip_denoised": s.clip_denoised}
     else:
         model_cfg = {"steps": s.diffusion_steps, "beta1": beta1, "schedule": "linear", "steps_rule": s.steps_rule,
                      "loss": loss,
                      "dae_sampler": REFERENCE_DAE_SAMPLERS[beta1] if s.dae_sampler == "reference" else s.dae_sampler,
                      "sample_steps": s.sample_steps, "unet": unet,
-                     "dae_unet": dict(s.unet)}
+                     "dae_unet": dict(s.unet), "clip_denoised": s.clip_denoised}
     data = {"name": s.dataset, "value_range": "01", "limit": s.train_limit, "validation_fraction": 0.0}
     train = {"steps": s.train_steps, "batch_size": s.batch_size, "lr": s.lr, "optimizer": "adamw",
              "grad_clip": s.grad_clip, "seed": seed, "accelerator": s.accelerator,
