@@ -290,3 +290,54 @@ def test_settings_and_scenario_errors(scenario):
                        global_index=torch.zeros(len(scenario[0].train), dtype=torch.int64))
     with pytest.raises(DataError):
         learner.learn(overlapping)
+
+
+QUICK = {**TINY, "ae_epochs": 3, "warmup_epochs": 1, "decoder_epochs": 1, "classifier_epochs": 1}
+
+
+def test_every_epoch_gives_each_sample_its_own_code(scenario, monkeypatch):
+    """Alg. 2's greedy pass runs over the whole epoch: the batches of one epoch never share a code."""
+    from genrep.continual.binplay import learner as module
+
+    calls = []
+    real = module.greedy_assign
+
+    def spy(z, codes, **options):
+        chosen = real(z, codes, **options)
+        calls.append(chosen.clone())
+        return chosen
+
+    monkeypatch.setattr(module, "greedy_assign", spy)
+    learner = BinPlay(**QUICK)
+    learner.setup(scenario)
+    learner.learn(scenario[0])
+    n = len(scenario[0].train)
+    batch_calls, freeze = calls[:-1], calls[-1]  # the last pass (all rows at once) freezes the mapping
+    assert len(freeze) == n and len(freeze.unique()) == n
+    epochs = QUICK["ae_epochs"] - QUICK["warmup_epochs"]
+    per_epoch = len(batch_calls) // epochs
+    assert per_epoch * epochs == len(batch_calls) and per_epoch > 1
+    for epoch in range(epochs):
+        chosen = torch.cat(batch_calls[epoch * per_epoch:(epoch + 1) * per_epoch])
+        assert len(chosen) == n and len(chosen.unique()) == n, f"codes repeat within epoch {epoch}"
+
+
+def test_the_assignment_pull_moves_the_encoder(scenario, monkeypatch):
+    """w·Σ‖z − c‖² must reach the encoder: with w = 1000 its gradient dwarfs the reconstruction-only
+    gradient of the warm-up epoch (a detached z would leave the two alike)."""
+    from genrep.continual.binplay import learner as module
+
+    learner = BinPlay(**{**QUICK, "ae_epochs": 2, "assignment_weight": 1000.0})
+    norms: dict[int, list[float]] = {0: [], 1: []}
+    real_step = module.BinPlay._step
+
+    def spy(optimizer, loss, what, epoch):
+        real_step(optimizer, loss, what, epoch)
+        if what == "autoencoder":
+            norms[epoch].append(float(sum(p.grad.pow(2).sum() for p in learner.encoder.parameters()).sqrt()))
+
+    monkeypatch.setattr(module.BinPlay, "_step", staticmethod(spy))
+    learner.setup(scenario)
+    learner.learn(scenario[0])
+    warmup, pulled = sum(norms[0]) / len(norms[0]), sum(norms[1]) / len(norms[1])
+    assert pulled > 30 * warmup, (warmup, pulled)
