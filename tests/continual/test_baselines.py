@@ -163,3 +163,48 @@ def test_settings_are_checked():
         ExperienceReplay(buffer_size=0)
     with pytest.raises(ConfigError, match="setup"):
         FineTune().predict(torch.rand(1, 1, 8, 8))
+
+
+def three_task_scenario():
+    """Class-incremental digits {0, 1}, {2, 3}, {4, 5}: with three tasks r = 1/(t + 1) differs from t/(t + 1)."""
+    train, test = load_dataset("digits"), load_dataset("digits", "test")
+    tasks, offset = [], 0
+    for index, classes in enumerate([(0, 1), (2, 3), (4, 5)]):
+        keep, keep_test = (torch.isin(split.labels, torch.tensor(classes)) for split in (train, test))
+        view = ImageDataset(train.images[keep], train.labels[keep])
+        tasks.append(Task(index, f"digits {classes}", view, ImageDataset(test.images[keep_test], test.labels[keep_test]),
+                          classes=classes, global_index=torch.arange(offset, offset + len(view))))
+        offset += len(view)
+    return Scenario("toy-3-digits", tuple(tasks), (1, 8, 8), num_classes=6)
+
+
+@pytest.mark.parametrize("name", ["gr", "gr-distill"])
+def test_generative_replay_uses_the_frozen_solver_and_gives_new_data_weight_1_over_t_plus_1(name, monkeypatch):
+    from genrep.continual import baselines as module
+
+    scenario3 = three_task_scenario()
+    learner = BASELINES[name](**{**TINY_GR, "epochs": 1, "gen_iters": 5})
+    ratios, teachers, current = [], [], {}
+
+    real_fit, real_targets = module.GenerativeReplay._fit, module.GenerativeReplay.replay_targets
+
+    def fit_spy(self, images, labels, generator, **replay):
+        ratios.append(replay["replay_ratio"] if replay.get("replay") else None)
+        return real_fit(self, images, labels, generator, **replay)
+
+    def targets_spy(self, solver, x):
+        same = all(torch.equal(a, b) for a, b in zip(solver.state_dict().values(), current["start"].values()))
+        teachers.append((current["task"], solver is self.model, same))
+        return real_targets(self, solver, x)
+
+    monkeypatch.setattr(module.GenerativeReplay, "_fit", fit_spy)
+    monkeypatch.setattr(module.GenerativeReplay, "replay_targets", targets_spy)
+    learner.setup(scenario3)
+    for task in scenario3.tasks:
+        current.update(task=task.index, start={k: v.clone() for k, v in learner.model.state_dict().items()})
+        run(learner, scenario3, [task])
+    # replay share t/(t + 1) of each batch, so the new task's weight is r = 1/(t + 1)
+    assert ratios == [None, pytest.approx(1 / 2), pytest.approx(2 / 3)]
+    assert {task for task, _, _ in teachers} == {1, 2}
+    assert not any(live for _, live, _ in teachers), "the live classifier labelled the replay"
+    assert all(same for _, _, same in teachers), "the teacher drifted during the task: not a frozen copy"
