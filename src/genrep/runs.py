@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from genrep.errors import ConfigError, RunExistsError
-from genrep.utils.files import output_dir, output_file, writing
+from genrep.utils.files import atomic_write, output_dir, output_file, writing
 
 
 def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False) -> Path:
@@ -44,15 +44,8 @@ def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool =
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
     """Atomic JSON write (parent folders created); OutputError "cannot write PATH: reason" when the
     file system refuses."""
-    path = output_file(path)
     text = json.dumps(data, indent=2, default=float) + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    with writing(path):
-        try:
-            tmp.write_text(text)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def read_json(path: str | Path, *, what: str = "JSON file") -> Any:

@@ -9,10 +9,7 @@ objects: everything in it is a tensor, number, string, None, or a list/tuple/dic
 from __future__ import annotations
 
 import errno
-import os
 import random
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,43 +18,15 @@ import torch
 from torch import nn
 
 from genrep.errors import CheckpointError, one_line  # noqa: F401  (one_line: re-exported)
-from genrep.utils.files import output_file, writing
+from genrep.utils.files import atomic_write
 from genrep.utils.safe_load import load_torch
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call `write(temp_path)` on a temp file in `path`'s folder, fsync it, then `os.replace` it to
-    `path`: readers see either the old file or the complete new one, never a partial one.
-    An OSError (disk full, read-only file system, ...) raises OutputError naming `path`."""
-    with writing(output_file(path)):
-        _atomic_replace(path, write)
-
-
-def _atomic_replace(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
     """Write `state` (a dict of tensors, numbers, strings, lists, dicts) atomically to `path` with
     `torch.save`. Returns the path."""
     path = Path(path)
-    _atomic_write(path, lambda tmp: _torch_save(state, tmp))
+    atomic_write(path, lambda tmp: _torch_save(state, tmp))
     return path
 
 
@@ -104,7 +73,7 @@ def save_weights(path: str | Path, model: nn.Module, *, metadata: dict[str, str]
     path = Path(path)
     tensors = {name: t.detach().to("cpu", copy=True).contiguous() for name, t in model.state_dict().items()}
     header = {"format": "pt", **(metadata or {})}
-    _atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata=header))
+    atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata=header))
     return path
 
 

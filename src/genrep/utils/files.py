@@ -15,7 +15,7 @@ import contextlib
 import errno
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from genrep.errors import OutputError
@@ -81,19 +81,38 @@ def output_dir(path: str | os.PathLike) -> Path:
     return path
 
 
-def write_npz(path: str | os.PathLike, **arrays) -> Path:
-    """`numpy.savez_compressed(path, **arrays)` atomically (a temporary file beside `path`, then a
-    rename: no partial file is left), parent folders created, OSError -> OutputError."""
-    import numpy as np
-
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call `write(temp_path)` on a temp file in `path`'s folder, fsync it, then `os.replace` it to
+    `path`: readers see the old file or the complete new one, never a partial one (the temp file is
+    removed on failure). Parent folders are created; an OSError raises OutputError naming `path`."""
     path = output_file(path)
     with writing(path):
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **arrays)
+            write(tmp)
+            with open(tmp, "rb+") as f:
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
     return path
+
+
+def write_npz(path: str | os.PathLike, **arrays) -> Path:
+    """`numpy.savez_compressed(path, **arrays)` through `atomic_write`."""
+    import numpy as np
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a name
+            np.savez_compressed(f, **arrays)
+
+    return atomic_write(path, write)
