@@ -17,6 +17,7 @@ from genrep.diffusion import (
     switching_step,
 )
 from genrep.errors import ConfigError, InputError
+from genrep.models.ddgm import from_model_range
 from genrep.models import DAED, DAEDConfig, DDGMConfig, TwoStageDAE, UNetSettings, build_model, two_stage_sample
 
 TINY = UNetSettings(model_channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(),
@@ -251,3 +252,109 @@ def test_bad_dae_unet_names_its_key(digits):
     cfg = DAEDConfig(steps=50, unet=TINY, dae_unet=UNetSettings(model_channels=16, num_heads=3))
     with pytest.raises(ConfigError, match=r"model\.dae_unet\.num_heads"):
         build_model("daed", cfg, DataSpec.of(digits))
+
+
+def test_defaults_follow_the_published_runs():
+    """T = 500, β_1 = 0.1: T′ = 468 and p(t = 0) = 0.091, as the published runs (not 452 and 0.0099)."""
+    from genrep.models.daed import daed_timestep_sampler
+
+    cfg = DAEDConfig(steps=500, beta1=0.1)
+    assert (cfg.steps_rule, cfg.dae_sampler, cfg.shortened_steps) == ("thesis", "first-step", 468)
+    w = daed_timestep_sampler(cfg).weights()
+    assert w[0] / w.sum() == pytest.approx(0.0911, abs=1e-4)
+
+
+def test_plain_linear_is_the_reference_small_beta_run(digits):
+    """The reference's "β_1 = 0.001" DAED: the plain T-step linear schedule, its own β[0] for the DAE."""
+    cfg = DAEDConfig(steps=500, beta1=0.001, schedule="plain-linear", steps_rule="argmin")
+    assert cfg.shortened_steps == 500 and cfg.first_step_beta == pytest.approx(2e-4)
+    model = tiny_daed(digits, steps=50, beta1=0.001, schedule="plain-linear", dae_sampler="first-step")
+    assert model.T_short == 50
+    np.testing.assert_allclose(model.diffusion.betas.double().numpy(), linear_betas(50))
+    w = model.timestep_sampler.weights()  # the first-step weight uses the real first-step noise, 0.002·50
+    assert w[0] == pytest.approx(linear_betas(50)[0] * 50) and (w[1:] == 1).all()
+
+
+class FixedOutput(torch.nn.Module):
+    def __init__(self, out):
+        super().__init__()
+        self.out, self.weight = out, torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x, t):
+        return self.weight * self.out[: len(x)]
+
+
+@pytest.mark.parametrize("loss, prediction", [("simple", None), ("vlb", "eps"), ("vlb", None), ("simple", "x0")])
+def test_dae_parameterisation_and_loss(digits, loss, prediction):
+    model = tiny_daed(digits, steps=50, beta1=0.1, loss=loss, dae_prediction=prediction)
+    x0 = digits.batch(slice(0, 4))["x"] * 2 - 1
+    noise, out = torch.randn_like(x0), torch.randn_like(x0)
+    model.dae = FixedOutput(out)
+    beta, T_short = 0.1, model.T_short
+    x1 = math.sqrt(1 - beta) * x0 + math.sqrt(beta) * noise
+    x0_from_eps = (x1 - math.sqrt(beta) * out) / math.sqrt(1 - beta)
+    got = model.dae_loss(x0, noise)
+    resolved = prediction or ("eps" if loss == "simple" else "x0")
+    if resolved == "x0":
+        expected, step = ((x0 - out) ** 2).mean((1, 2, 3)), out
+    elif loss == "simple":
+        expected, step = ((noise - out) ** 2).mean((1, 2, 3)), x0_from_eps
+    else:  # the reference's VLB term at t = 0: (T′−1)·MSE(x̂_0(ε̂), x_0) = (T′−1)·β/(1−β)·ε-MSE
+        expected, step = (T_short - 1) * ((x0 - x0_from_eps) ** 2).mean((1, 2, 3)), x0_from_eps
+        assert torch.allclose(expected, (T_short - 1) * beta / (1 - beta) * ((noise - out) ** 2).mean((1, 2, 3)),
+                              rtol=1e-4)
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6)
+    model.config.clip_denoised = False
+    assert torch.allclose(model.dae_step(x1), step, atol=1e-5)
+
+
+def test_bad_dae_prediction_names_the_key():
+    with pytest.raises(ConfigError, match=r"model\.dae_prediction"):
+        DAEDConfig(dae_prediction="v")
+
+
+def test_reference_two_stage_dae_trains_an_eps_dae_at_beta1(digits):
+    torch.manual_seed(0)
+    ddgm = build_model("ddgm", DDGMConfig(steps=50, unet=TINY), DataSpec.of(digits)).eval()
+    dae = TwoStageDAE.for_ddgm(ddgm, beta1=0.1, unet=TINY, mode="reference")
+    perturb(dae.unet)
+    calls = record(dae.unet)
+    batch = digits.batch(slice(0, 8))
+    torch.manual_seed(3)
+    out = dae(batch)
+    torch.manual_seed(3)
+    noise = torch.randn(8, 1, 8, 8)
+    x_in, t_in = calls[0]
+    x0 = batch["x"] * 2 - 1
+    assert torch.equal(t_in, torch.zeros(8, dtype=torch.long))  # a DAED's DAE: time input 0
+    assert torch.allclose(x_in, math.sqrt(0.9) * x0 + math.sqrt(0.1) * noise, atol=1e-5)
+    eps_hat = dae.unet(x_in, t_in)
+    assert out.loss.item() == pytest.approx(((noise - eps_hat) ** 2).mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("k", [0, 1, 7])
+def test_reference_two_stage_sampling_order(digits, k):
+    """DDGM steps T−1 … max(k, 1), the DDGM's t = 0 step on that x, then the ε-DAE (image_sample_with_two_models)."""
+    torch.manual_seed(0)
+    ddgm = build_model("ddgm", DDGMConfig(steps=50, unet=TINY), DataSpec.of(digits)).eval()
+    perturb(ddgm.unet)
+    dae = TwoStageDAE.for_ddgm(ddgm, beta1=0.1, switch_step=k, unet=TINY, mode="reference").eval()
+    perturb(dae.unet, 0.01)
+    ddgm_calls, dae_calls = record(ddgm.unet), record(dae.unet)
+    samples = two_stage_sample(ddgm, dae, k, 3, generator=torch.Generator().manual_seed(0))
+    assert [int(c[1][0]) for c in ddgm_calls] == [*range(49, max(k, 1) - 1, -1), 0]
+    ddgm_in, _ = ddgm_calls[-1]
+    x0_ddgm = ddgm.diffusion.p_mean_variance(ddgm.unet, ddgm_in, torch.zeros(3, dtype=torch.long),
+                                             clip_denoised=True)["pred_xstart"]
+    x_dae, t_dae = dae_calls[0]
+    assert torch.allclose(x_dae, x0_ddgm, atol=1e-5) and int(t_dae[0]) == 0
+    eps = dae.unet(x_dae, t_dae)
+    expected = (x_dae - math.sqrt(0.1) * eps) / math.sqrt(0.9)
+    assert 0.2 < float((expected.abs() < 1).float().mean())  # most pixels are not clamped: a real check
+    assert torch.allclose(samples, from_model_range(expected, ddgm.value_range), atol=1e-5)
+
+
+def test_bad_two_stage_mode_is_refused(digits):
+    ddgm = build_model("ddgm", DDGMConfig(steps=50, unet=TINY), DataSpec.of(digits))
+    with pytest.raises(ConfigError, match=r"model\.mode"):
+        TwoStageDAE.for_ddgm(ddgm, unet=TINY, mode="paper")

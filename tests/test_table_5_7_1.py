@@ -121,8 +121,9 @@ def test_every_row_builds_a_model(scale):
         model = build_model(cfg.model_name, cfg.model, spec)
         params[key] = sum(p.numel() for p in model.parameters())
         assert model.diffusion.num_timesteps == R.diffusion_length(key, scale)
-        if model_name == "daed":
-            assert float(model.diffusion.betas[0]) == pytest.approx(beta1)
+        if model_name == "daed":  # β_1 = 0.001: the plain linear schedule's own first step (the reference's)
+            first = beta1 if beta1 == 0.1 else 1e-4 * 1000 / s.diffusion_steps
+            assert float(model.diffusion.betas[0]) == pytest.approx(first)
         if scale == "paper":
             continue  # a full-size model: building it is the check
         batch = {"x": torch.rand(2, *SHAPES[s.dataset])}
@@ -144,8 +145,8 @@ def test_paper_scale_samples_unclipped_as_the_reference_did():
 def test_paper_scale_is_the_published_setup():
     s = R.SCALES["paper"]
     assert (s.diffusion_steps, s.batch_size, s.lr, s.train_steps, s.features) == (500, 128, 1e-4, 100_000, "inception")
-    for key, *_ in R.ROWS:
-        assert R.diffusion_length(key, "paper") == R.PUBLISHED[key]["T"]
+    for key, *_ in R.ROWS:  # the β_1 = 0.001 runs: 500 steps, of which 499 are the DDGM's (published)
+        assert R.diffusion_length(key, "paper") == R.PUBLISHED[key]["T"] + ("0.001" in key)
     cfg = run_config_from_dict(R.run_config("daed-0.1-vlb", "paper", 0))
     assert cfg.train.optimizer == "adamw" and cfg.model.unet.num_res_blocks == 3 and cfg.model.unet.dropout == 0.3
     assert R.SCALES["cpu"].dataset == "fashion_mnist" and R.SCALES["cpu"].features == "lenet"
@@ -196,3 +197,41 @@ def test_table_end_to_end_and_reuse(micro_scale, tmp_path, capsys):
 def test_table_is_listed(capsys):
     assert main(["reproduce", "list"]) == 0
     assert "table-5.7.1" in capsys.readouterr().out
+
+
+def test_paper_dry_run_matches_the_reference_code(capsys):
+    """REFERENCE_CODE.md §2.2–2.3: the settings of the published FashionMNIST runs, row by row."""
+    assert main(["reproduce", "table-5.7.1", "--scale", "paper", "--dry-run"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    rows = plan["rows"]
+    assert plan["train"] == {"steps": 100_000, "batch_size": 128, "optimizer": "adamw", "lr": 1e-4,
+                             "weight_decay": 0.0, "grad_clip": None, "accelerator": "auto"}
+    for key, row in rows.items():
+        assert row["sampling"] == {"steps": "all", "sampler": "ancestral", "clip_denoised": False}, key
+    for key in ("ddgm-vlb", "ddgm-simple"):  # linear, T = 500: 0.0002 … 0.04, uniform t
+        assert (rows[key]["T"], rows[key]["beta_0"], rows[key]["beta_last"]) == (500, pytest.approx(2e-4),
+                                                                                pytest.approx(0.04))
+        assert rows[key]["timestep_sampler"]["p_t0"] == pytest.approx(1 / 500)
+    for loss in ("vlb", "simple"):
+        big, small = rows[f"daed-0.1-{loss}"], rows[f"daed-0.001-{loss}"]
+        # β_1 = 0.1: linear_combine of T′ = 468 (fresh linspace(1e-4, 0.02)·1000/468, β[0] := 0.1), dae_uniform
+        assert (big["T"], big["beta_0"]) == (468, pytest.approx(0.1))
+        assert big["beta_last"] == pytest.approx(0.02 * 1000 / 468)
+        assert big["timestep_sampler"]["name"] == "first-step"
+        assert big["timestep_sampler"]["p_t0"] == pytest.approx(46.8 / (46.8 + 467))  # ≈ 0.091
+        # β_1 = 0.001: the plain 500-step linear DDGM whose own first step (2e-4) is the DAE's, uniform t
+        assert (small["T"], small["ddgm_steps"], small["beta_0"]) == (500, 499, pytest.approx(2e-4))
+        assert small["timestep_sampler"]["p_t0"] == pytest.approx(1 / 500)
+        assert small["dae"]["noise_variance"] == pytest.approx(2e-4)
+        for row in (big, small):  # the DAE predicts ε; in VLB mode its term is (T′−1)·MSE(x̂_0(ε̂), x_0)
+            assert row["dae"]["prediction"] == "eps"
+            assert row["dae"]["loss"] == ("MSE(eps, eps_hat)" if loss == "simple" else "(T'-1)·MSE(x0, x0_hat(eps_hat))")
+
+
+def test_dry_run_of_a_table_without_a_plan_is_one_line(capsys, monkeypatch):
+    from genrep.experiments.reproduce import table_4_4_1
+
+    monkeypatch.delattr(table_4_4_1, "plan")
+    assert main(["reproduce", "table-4.4.1", "--dry-run"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "has no settings plan" in err and "table-5.7.1" in err

@@ -281,6 +281,9 @@ def _register_switching(analyses) -> None:
     sw.add_argument("--features", default="lenet",
                     help="lenet (the data set's cached LeNet; gray 28×28/8×8), inception, or a TorchScript file")
     sw.add_argument("--seed", type=int, default=0)
+    sw.add_argument("--dae-mode", default="thesis", choices=("thesis", "reference"),
+                    help="thesis: an x0-predicting DAE trained at level k (default); reference: the authors' "
+                         "script, an eps DAE trained at noise 1 - alpha_bar_k after the DDGM's t = 0 step")
     sw.add_argument("--no-progress", action="store_true")
     sw.set_defaults(handler=switching_cmd)
 
@@ -296,7 +299,7 @@ def switching_cmd(args) -> int:
         raise ConfigError(f"--dae-channels (base channels of the DAE's UNet) must be >= 1, got {args.dae_channels}")
     log_snrs = parse_log_snrs(args.switch_log_snr)
     settings = SwitchingSettings(dae_steps=args.dae_steps, batch_size=args.batch_size, lr=args.lr, n=args.n,
-                                 seed=args.seed)
+                                 seed=args.seed, dae_mode=args.dae_mode)
     if args.dae_channels is not None:
         from genrep.errors import ConfigError
         from genrep.experiments.train import load_run_config

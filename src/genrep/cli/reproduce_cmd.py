@@ -16,6 +16,8 @@ def register(commands) -> None:
     p.add_argument("--calorimeter-path", default=None, help="table-4.3.1: real ZDC .npz files instead of the"
                    " synthetic simulator")
     p.add_argument("--celeba-path", default=None, help="table-4.4.1: folder with the official CelebA files")
+    p.add_argument("--dry-run", action="store_true", help="print every cell's resolved settings (JSON) and exit:"
+                   " nothing is trained or written")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=reproduce_cmd)
 
@@ -31,6 +33,8 @@ def reproduce_cmd(args) -> int:
             print(f"{name:<14} {module.TITLE}  (scales: {', '.join(module.SCALES)})")
         return 0
     recipe = get_recipe(args.table)
+    if args.dry_run:
+        return print_plan(recipe, args.table, args.scale)
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     out = args.out or f"runs/reproduce/{args.table}-{args.scale}"
@@ -48,4 +52,18 @@ def reproduce_cmd(args) -> int:
     print(f"{recipe.TITLE} — scale {args.scale}, seeds {result['seeds']}")
     print(result["markdown"])
     print(f"\nresults: {out}/results.json, {out}/results.md")
+    return 0
+
+
+def print_plan(recipe, table: str, scale: str) -> int:
+    """`--dry-run`: the recipe's `plan(scale)` as JSON on stdout."""
+    import json
+
+    from genrep.errors import ConfigError
+    from genrep.experiments.reproduce import recipes
+
+    if not hasattr(recipe, "plan"):
+        having = ", ".join(sorted(name for name, module in recipes().items() if hasattr(module, "plan")))
+        raise ConfigError(f"--dry-run: {table} has no settings plan; tables with one: {having}")
+    print(json.dumps(recipe.plan(scale), indent=1, ensure_ascii=False))
     return 0

@@ -53,7 +53,9 @@ class SwitchingSettings:
     """dae_steps / batch_size / lr: the training of each DAE (AdamW). dae_unet: its UNet
     (`genrep.models.UNetSettings`), None = the DDGM's own. n: generated and real images per FID.
     sample_batch_size: images per sampling batch. seed: the DAE training, the starting noise and the
-    real subset."""
+    real subset. dae_mode: `TwoStageDAEConfig.mode` — "thesis" (an x̂_0 DAE trained at level k) or
+    "reference" (the authors' script: an ε DAE trained at noise β_1 = 1 − ᾱ_k, after the DDGM's t = 0
+    step); docs/diffusion.md."""
 
     dae_steps: int = 1000
     batch_size: int = 64
@@ -62,8 +64,13 @@ class SwitchingSettings:
     n: int = 1000
     sample_batch_size: int = 250
     seed: int = 0
+    dae_mode: str = "thesis"
 
     def __post_init__(self):
+        from genrep.models.daed import TWO_STAGE_MODES
+
+        if self.dae_mode not in TWO_STAGE_MODES:
+            raise ConfigError(f"dae-mode must be one of {', '.join(TWO_STAGE_MODES)}, got {self.dae_mode!r}")
         for name in ("dae_steps", "batch_size", "n", "sample_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -136,8 +143,9 @@ def train_switch_dae(ddgm, train: ImageDataset, k: int, settings: SwitchingSetti
 
     unet = settings.dae_unet if settings.dae_unet is not None else ddgm.config.unet
     torch.manual_seed(settings.seed)
-    dae = TwoStageDAE.for_ddgm(ddgm, switch_step=k, unet=unet)
-    identity = {"switch_step": k, "dae_steps": settings.dae_steps, "batch_size": settings.batch_size,
+    beta1 = float(1.0 - ddgm.diffusion.alphas_cumprod[k])  # the noise of level k, as one DAED step
+    dae = TwoStageDAE.for_ddgm(ddgm, beta1=beta1, switch_step=k, unet=unet, mode=settings.dae_mode)
+    identity = {"switch_step": k, "dae_mode": settings.dae_mode, "dae_steps": settings.dae_steps, "batch_size": settings.batch_size,
                 "lr": settings.lr, "seed": settings.seed, "unet": to_dict(unet), "ddgm": fingerprint}
     weights = None if store is None else store / f"dae_t{k:04d}.safetensors"
     sidecar = None if weights is None else weights.with_suffix(".json")

@@ -132,3 +132,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def resolved_config(raw_config: dict[str, Any]) -> dict[str, Any]:
+    """A cell's RunConfig with every default filled in (what `--dry-run` prints), as a plain dict."""
+    from genrep.config import to_dict
+    from genrep.experiments.run_config import run_config_from_dict
+
+    return to_dict(run_config_from_dict(raw_config))

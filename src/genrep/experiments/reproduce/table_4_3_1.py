@@ -247,3 +247,13 @@ def results_table(cells: dict[str, dict[str, list]], n_seeds: int) -> str:
                      format_cell(mean_std(values.get("hep_w_log", [])), None, n_seeds)])
     return markdown_table(header, rows)
 
+
+
+def plan(scale: str) -> dict[str, Any]:
+    """Every cell's resolved run config at `scale` (what `--dry-run` prints), without training."""
+    from genrep.experiments.reproduce.common import resolved_config
+
+    check_scale(scale)
+    return {"table": NAME, "scale": scale,
+            "cells": {f"{model}/{dataset}": resolved_config(run_config(model, dataset, scale, seed=0))
+                      for dataset in ("mnist", "calorimeter") for model in MODELS}}

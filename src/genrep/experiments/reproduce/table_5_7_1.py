@@ -7,17 +7,21 @@ Six models, each trained with the VLB (Eq. 2.9; learned-range variance, the refe
     DAED β_1 = 0.1      T′      DAE for x_0←x_1 with q(x_1|x_0) = N(√0.9 x_0, 0.1 I) + a DDGM of T′−1 steps
     DAED β_1 = 0.001    T′      the same with β_1 = 0.001 (the appendix' "DAED linear")
 
-T′ follows `DAEDConfig.steps_rule`: "published" at `paper` scale (T = 500 → 468 and 499, the
-thesis' lengths), "argmin" (the reference code's rule, `genrep.diffusion.shortened_steps`) at the
-other scales, whose T has no published lengths.
-
-Timestep sampler of DAED (`Scale.dae_sampler`): "reference" (the default at every scale) uses what
-the published runs used (the reference code's README commands): "dae_uniform" for β_1 = 0.1
-(`dae_sampler="first-step"`: weight β_1·T′ on t = 0, 1 elsewhere) and "uniform" for β_1 = 0.001.
-The thesis text says p(t) ∝ β_t (`"beta"`, DAEDConfig's default); set `dae_sampler="beta"` for it.
-The recipe follows the published runs because it reproduces their numbers, and because p ∝ β_t
-gives the β_1 = 0.001 DAE p(t = 0) ≈ 1e-4, so that at the small scales it sees almost no data
-(measured at `smoke`: FID 2600 against 450–700 for the other rows).
+The DAED rows are built as the published runs were (REFERENCE_CODE.md §2.2–2.3; `genrep reproduce
+table-5.7.1 --scale paper --dry-run` prints every resolved setting):
+- β_1 = 0.1: "linear_combine" (a fresh linear schedule of T′ steps with β[0] := 0.1), T′ by
+  `DAEDConfig.steps_rule` — "published" at `paper` scale (T = 500 → 468), "argmin" (the reference
+  code's rule) at the other scales, whose T has no published length — and the "dae_uniform"
+  sampler (`dae_sampler="first-step"`: weight β_1·T′ on t = 0, 1 elsewhere; p(t = 0) = 0.091).
+- β_1 = 0.001: the reference ran a plain T-step linear DDGM whose own first step is the DAE's
+  (`schedule="plain-linear"`: T′ = T, β[0] = 1e-4·1000/T = 2e-4 at T = 500, i.e. σ = 0.014, not the
+  label's 0.032) with the uniform sampler. The published T′ = 499 counts its DDGM steps.
+- the DAE predicts ε in both losses (`dae_prediction="eps"`): ε-MSE for "simple", and the
+  reference's (T′−1)·MSE(x̂_0(ε̂), x_0) for "vlb" (the thesis' Eq. 5.5 x̂_0-DAE is DAEDConfig's
+  default for "vlb").
+The thesis text's sampler p(t) ∝ β_t (`Scale.dae_sampler="beta"`) would give the β_1 = 0.001 DAE
+p(t = 0) ≈ 1e-4, so that at the small scales it sees almost no data (measured at `smoke`: FID
+2600 against 450–700 for the other rows).
 
 Evaluation: n generated images (seeded, the model's configured sampler; `sample_steps` respaced
 steps where the scale sets them) against a seeded subset of n FashionMNIST test images:
@@ -87,8 +91,9 @@ PUBLISHED = {
     "daed-0.001-simple": {"T": 499, "fid": 5.7, "precision": 69, "recall": 64},
 }
 METRIC_KEYS = ("fid", "precision", "recall", "ipr_precision", "ipr_recall")
-# the timestep samplers of the published runs (reference README): β_1 → DAEDConfig.dae_sampler
+# the published runs (reference README and code), per β_1: DAEDConfig.dae_sampler and .schedule
 REFERENCE_DAE_SAMPLERS = {0.1: "first-step", 0.001: "uniform"}
+REFERENCE_DAE_SCHEDULES = {0.1: "linear", 0.001: "plain-linear"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +115,7 @@ class Scale:
     accelerator: str                # "cpu" | "auto" (the GPU when there is one)
     quick_lenet: bool               # smoke: a 1-epoch LeNet that is not cached, when none is
     dae_sampler: str = "reference"  # DAED timestep sampler: "reference" (per β_1, see above) | a DAEDConfig name
+    dae_prediction: str = "eps"     # the DAE's output (DAEDConfig.dae_prediction): "eps" as the reference | "x0"
     clip_denoised: bool = True      # clamp x̂_0 to [-1, 1] while sampling; paper: False, as the reference
                                     # sampled (image_sample.py, train_util.py); docs/diffusion.md
 
@@ -152,8 +158,8 @@ def run_config(key: str, scale: str, seed: int, *, progress: bool = False) -> di
                                      "timestep_sampler": "uniform", "sample_steps": s.sample_steps, "unet": unet,
                                      "clip_denoised": s.clip_denoised}
     else:
-        model_cfg = {"steps": s.diffusion_steps, "beta1": beta1, "schedule": "linear", "steps_rule": s.steps_rule,
-                     "loss": loss,
+        model_cfg = {"steps": s.diffusion_steps, "beta1": beta1, "schedule": REFERENCE_DAE_SCHEDULES[beta1],
+                     "steps_rule": s.steps_rule, "loss": loss, "dae_prediction": s.dae_prediction,
                      "dae_sampler": REFERENCE_DAE_SAMPLERS[beta1] if s.dae_sampler == "reference" else s.dae_sampler,
                      "sample_steps": s.sample_steps, "unet": unet,
                      "dae_unet": dict(s.unet), "clip_denoised": s.clip_denoised}
@@ -173,7 +179,64 @@ def diffusion_length(key: str, scale: str) -> int:
     _, model, beta1, _ = row_of(key)
     if model == "ddgm":
         return s.diffusion_steps
-    return DAEDConfig(steps=s.diffusion_steps, beta1=beta1, steps_rule=s.steps_rule).shortened_steps
+    return DAEDConfig(steps=s.diffusion_steps, beta1=beta1, steps_rule=s.steps_rule,
+                      schedule=REFERENCE_DAE_SCHEDULES[beta1]).shortened_steps
+
+
+def plan(scale: str) -> dict[str, Any]:
+    """The resolved settings of every row at `scale` (what `--dry-run` prints), without training:
+    schedule, T / T′, β[0], timestep sampler with p(t = 0), DAE parameterisation and loss, sampling
+    (steps, clip), training and evaluation."""
+    from genrep.config import to_dict
+    from genrep.experiments.run_config import run_config_from_dict
+
+    s = SCALES[check_scale(scale)]
+    rows: dict[str, Any] = {}
+    for key, model, beta1, loss in ROWS:
+        cfg = run_config_from_dict(run_config(key, scale, seed=0)).model
+        process, sampler = _process_and_sampler(cfg, model)
+        weights = sampler.weights() / sampler.weights().sum()
+        row = {"model": model, "loss": loss, "published_T": PUBLISHED[key]["T"], **process,
+               "timestep_sampler": {"name": cfg.timestep_sampler if model == "ddgm" else cfg.dae_sampler,
+                                    "p_t0": float(weights[0]), "importance_weight_t0": float(1 / (len(weights) * weights[0]))},
+               "sampling": {"steps": cfg.sample_steps or "all", "sampler": cfg.sampler, "clip_denoised": cfg.clip_denoised},
+               "unet": to_dict(cfg.unet)}
+        if model == "daed":
+            prediction = cfg.resolved_dae_prediction
+            row["dae"] = {"beta1_label": beta1, "noise_variance": cfg.first_step_beta, "prediction": prediction,
+                          "loss": _dae_loss_formula(prediction, loss), "unet": to_dict(cfg.dae_unet)}
+        rows[key] = row
+    return {"table": NAME, "scale": scale, "dataset": s.dataset,
+            "train": {"steps": s.train_steps, "batch_size": s.batch_size, "optimizer": "adamw", "lr": s.lr,
+                      "weight_decay": 0.0, "grad_clip": s.grad_clip, "accelerator": s.accelerator},
+            "evaluation": {"n": s.n_eval, "features": s.features, "metrics": list(METRIC_KEYS)}, "rows": rows}
+
+
+def _process_and_sampler(cfg, model: str):
+    from genrep.diffusion import get_betas
+    from genrep.diffusion.samplers import UniformSampler
+    from genrep.models.daed import daed_betas, daed_timestep_sampler
+
+    if model == "ddgm":
+        betas = get_betas(cfg.schedule, cfg.steps)
+        sampler = UniformSampler(cfg.steps)
+        name = cfg.schedule
+    else:
+        betas = daed_betas(cfg.shortened_steps, cfg.beta1, cfg.schedule)
+        sampler = daed_timestep_sampler(cfg)
+        name = {"linear": "linear_combine (fresh linear schedule of T′ steps, β[0] := β_1)",
+                "plain-linear": "plain linear schedule of T steps (β[0] its own)"}.get(cfg.schedule, cfg.schedule)
+    process = {"schedule": name, "T": int(len(betas)), "beta_0": float(betas[0]), "beta_1": float(betas[1]),
+               "beta_last": float(betas[-1])}
+    if model == "daed":
+        process["ddgm_steps"] = int(len(betas)) - 1
+    return process, sampler
+
+
+def _dae_loss_formula(prediction: str, loss: str) -> str:
+    if prediction == "x0":
+        return "MSE(x0, f(x1))"
+    return "MSE(eps, eps_hat)" if loss == "simple" else "(T'-1)·MSE(x0, x0_hat(eps_hat))"
 
 
 def feature_extractor(scale: str, progress: bool):
@@ -186,7 +249,8 @@ def feature_extractor(scale: str, progress: bool):
 
     s = SCALES[scale]
     if s.features == "inception":
-        return get_extractor("inception"), "Inception (FID port, 2048-d)"
+        return (get_extractor("inception", resize="torch"),  # the reference's pytorch-fid input path (§0.2)
+                "Inception (FID port, 2048-d; pytorch-fid preprocessing: bilinear interpolate to 299, 2x − 1)")
     try:
         return load_lenet(s.dataset), f"LeNet[{s.dataset}] (cached)"
     except CheckpointError:
