@@ -122,3 +122,19 @@ def test_celeba_table_end_to_end_on_a_small_local_copy(tmp_path, monkeypatch):
     assert all(v[0] > 0 for v in result["values"].values())
     assert "[54.5]" in result["markdown"] and "SWAE" in result["markdown"]
     assert (tmp_path / "out" / "results.md").is_file()
+
+
+@pytest.mark.parametrize("table", ["table-4.3.1", "table-4.4.1", "table-5.7.1", "table-8.4.1"])
+def test_dry_run_prints_the_resolved_settings_and_writes_nothing(table, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", table, "--scale", "paper", "--dry-run"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["table"] == table and plan["scale"] == "paper"
+    assert list(tmp_path.iterdir()) == []  # no run folder
+    if table == "table-4.3.1":  # the resolved config carries the defaults, e.g. the Sinkhorn preset per row
+        cells = plan["cells"]
+        assert cells["ce2e-sae/mnist"]["model"]["sinkhorn_preset"] == "thesis"
+        assert cells["ce2e-sae-reference/mnist"]["model"]["sinkhorn_preset"] == "reference"
+        assert cells["cvae/mnist"]["train"]["steps"] == table_4_3_1.SCALES["paper"].steps_of("cvae", "mnist")
+    if table == "table-8.4.1":  # one classifier for every method at paper scale
+        assert {s["classifier"] for s in plan["methods"].values()} == {"lenetg"}

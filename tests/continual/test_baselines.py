@@ -1,9 +1,14 @@
+import copy
+import dataclasses
+import math
+
 import pytest
 import scipy.stats
 import torch
 
-from genrep.continual.baselines import BASELINES, ERSettings, ExperienceReplay, FineTune, JointTraining, ReservoirBuffer
-from genrep.continual.learner import module_bytes
+from genrep.continual.baselines import (BASELINES, ERSettings, ExperienceReplay, FineTune, GenerativeReplay, GRSettings,
+                                        JointTraining, ReservoirBuffer)
+from genrep.continual.classifier import predict_logits
 from genrep.continual.scenario import Scenario, Task
 from genrep.data import load_dataset
 from genrep.data.dataset import ImageDataset
@@ -100,7 +105,6 @@ def test_each_baseline_runs_and_resumes_exactly(name, scenario, trained):
     logits = learner.predict(x)
     assert logits.shape == (len(x), 4) and torch.isfinite(logits).all()
     assert learner.tasks_seen == 2 and learner.seen_classes == [0, 1, 2, 3]
-    assert learner.memory_bytes() >= module_bytes(learner.model)
 
     assert torch.equal(restored(name, scenario, learner.state_dict()).predict(x), logits)
     resumed = run(restored(name, scenario, after_first), scenario, scenario.tasks[1:])
@@ -116,14 +120,99 @@ def test_replay_and_joint_training_remember_the_old_task(scenario, trained):
     assert all(accuracy(learner, scenario[1]) > 0.85 for learner in learners.values())
 
 
-def test_memory_counts_stored_data(scenario, trained):
+def test_memory_is_exactly_what_each_method_keeps_to_replay(scenario, trained):
+    """Table 8.4.2's convention: the replay store (buffer / stored data / generator), not the classifier."""
     trained = trained[0]
-    model = module_bytes(trained["finetune"].model)
-    assert trained["finetune"].memory_bytes() == model
-    assert trained["er"].memory_bytes() == model + 20 * (64 * 4 + 8)
-    seen = sum(len(task.train) for task in scenario)
-    assert trained["joint"].memory_bytes() == model + seen * (64 * 4 + 8)
-    assert trained["gr"].memory_bytes() == model + module_bytes(trained["gr"].vae)
+    assert trained["finetune"].memory_bytes() == 0
+    er = trained["er"]
+    assert er.memory_bytes() == er.buffer.nbytes() == 20 * (64 * 4 + 8)  # 20 float32 8×8 images + int64 labels
+    joint, seen = trained["joint"], sum(len(task.train) for task in scenario)
+    assert joint.memory_bytes() == joint.images.nbytes + joint.labels.nbytes == seen * (64 * 4 + 8)
+    for name in ("gr", "gr-distill"):
+        vae = trained[name].vae
+        assert trained[name].memory_bytes() == sum(t.nbytes for t in [*vae.parameters(), *vae.buffers()])
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_memory_excludes_the_classifier(name, scenario):
+    memory = {}
+    for classifier, width in (("lenet5", 1), ("lenet5", 3), ("lenetg", 1)):
+        learner = BASELINES[name](**SETTINGS[name], classifier=classifier, width=width)
+        learner.setup(scenario)
+        memory[classifier, width] = learner.memory_bytes()
+    assert len(set(memory.values())) == 1, memory  # the classifier's size never shows
+    if name in ("finetune", "joint", "er"):
+        assert memory["lenet5", 1] == 0  # nothing stored before the first task
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_classifier_is_a_setting_recorded_in_the_state(name, scenario):
+    from genrep.continual.classifier import LeNetG
+
+    learner = BASELINES[name](**SETTINGS[name], classifier="lenetg")
+    learner.setup(scenario)
+    assert isinstance(learner.model, LeNetG) and learner.model.arch == "lenetg"
+    state = learner.state_dict()
+    assert state["classifier"] == "lenetg"
+    other = BASELINES[name](**SETTINGS[name])  # lenet5
+    other.setup(scenario)
+    with pytest.raises(CheckpointError, match="'lenetg' classifier.*'lenet5'.*--set classifier=lenetg"):
+        other.load_state_dict(state)
+    legacy = other.state_dict()
+    del legacy["classifier"]  # saved before the setting existed: LeNet-5
+    other.load_state_dict(legacy)
+    with pytest.raises(CheckpointError, match="'lenet5' classifier"):
+        learner.load_state_dict(legacy)
+
+
+def test_unknown_classifier_is_a_one_line_error_naming_the_valid_ones():
+    for make in (FineTune, GenerativeReplay):
+        with pytest.raises(ConfigError, match=r"^ClassifierSettings|^GRSettings") as error:
+            make(classifier="resnet")
+        assert str(error.value).count("\n") == 0
+        assert "classifier must be one of lenet5, lenetg; got 'resnet'" in str(error.value)
+
+
+def test_distill_temperature_is_checked():
+    assert GRSettings().distill_temperature == 1.0
+    assert BASELINES["gr-distill"](distill_temperature=2.0).settings.distill_temperature == 2.0
+    for bad in (0.0, -1.0):
+        with pytest.raises(ConfigError, match="need distill_temperature > 0"):
+            BASELINES["gr-distill"](distill_temperature=bad)
+    with pytest.raises(ConfigError, match="distill_temperature must be 1 unless distill is true"):
+        GenerativeReplay(distill_temperature=2.0)
+
+
+def test_gr_distill_softens_teacher_and_student_with_the_same_temperature(scenario, trained, monkeypatch):
+    """T = 2: replay targets softmax(z_teacher/2) over the seen classes, and fit_classifier told to take the
+    student's replay loss at T = 2 (× T²); T = 1 (default): the teacher's plain softmax and T = 1."""
+    from genrep.continual import baselines as module
+
+    calls = []
+    real_fit = module.fit_classifier
+
+    def fit_spy(model, images, labels, **kwargs):
+        replay = kwargs.get("replay")
+        calls.append((kwargs.get("replay_temperature"), replay(4) if replay else None))
+        return real_fit(model, images, labels, **{**kwargs, "epochs": 1})
+
+    monkeypatch.setattr(module, "fit_classifier", fit_spy)
+    for T in (1.0, 2.0):
+        learner = restored("gr-distill", scenario, trained[1]["gr-distill"])
+        learner.settings = dataclasses.replace(learner.settings, distill_temperature=T, gen_iters=1)
+        teacher = copy.deepcopy(learner.model)
+        x = learner.sample(16)
+        mask = torch.tensor([0.0, 0.0, -math.inf, -math.inf])
+        assert torch.allclose(learner.replay_targets(teacher, x), ((predict_logits(teacher, x) + mask) / T).softmax(1))
+        calls.clear()
+        learner.learn(scenario[1])
+        (temperature, (_, targets)), = calls
+        assert temperature == T
+        assert targets.shape == (4, 4) and (targets[:, 2:] == 0).all()
+    plain = restored("gr", scenario, trained[1]["gr"])
+    calls.clear()
+    plain.learn(scenario[1])
+    assert calls[0][0] == 1.0 and calls[0][1][1].dtype == torch.int64  # hard labels: no temperature
 
 
 def test_generative_replay_targets_and_samples(scenario, trained):

@@ -13,7 +13,7 @@ from genrep.continual.codes import binary_codes
 from genrep.continual.learner import module_bytes
 from genrep.continual.scenario import Scenario, Task
 from genrep.data import load_dataset
-from genrep.errors import ConfigError, DataError, InputError
+from genrep.errors import CheckpointError, ConfigError, DataError, InputError
 
 TINY = dict(n_bits=32, width=4, ae_epochs=4, warmup_epochs=1, decoder_epochs=20, classifier_epochs=3)
 
@@ -341,3 +341,29 @@ def test_the_assignment_pull_moves_the_encoder(scenario, monkeypatch):
     learner.learn(scenario[0])
     warmup, pulled = sum(norms[0]) / len(norms[0]), sum(norms[1]) / len(norms[1])
     assert pulled > 30 * warmup, (warmup, pulled)
+
+
+def test_binplay_classifier_is_a_setting_recorded_in_the_state(scenario):
+    from genrep.continual.classifier import BaseClassifier, LeNetG
+
+    assert BinPlaySettings().classifier == "lenet5"
+    memory = {}
+    for name, width in (("lenet5", 1), ("lenet5", 2), ("lenetg", 1)):
+        learner = BinPlay(**TINY, classifier=name, classifier_width=width)
+        learner.setup(scenario)
+        assert isinstance(learner.classifier, {"lenet5": BaseClassifier, "lenetg": LeNetG}[name])
+        memory[name, width] = learner.memory_bytes()
+        # what BinPlay keeps to replay: the decoder (no task learned yet, so no index runs), never the classifier
+        assert memory[name, width] == module_bytes(learner.decoder)
+    assert len(set(memory.values())) == 1
+    state = learner.state_dict()  # lenetg
+    assert state["classifier_arch"] == "lenetg"
+    other = BinPlay(**TINY)
+    other.setup(scenario)
+    with pytest.raises(CheckpointError, match="'lenetg' classifier.*'lenet5'"):
+        other.load_state_dict(state)
+    legacy = other.state_dict()
+    del legacy["classifier_arch"]  # saved before the setting existed: LeNet-5
+    other.load_state_dict(legacy)
+    with pytest.raises(ConfigError, match="classifier must be one of lenet5, lenetg; got 'vgg'"):
+        BinPlay(classifier="vgg")

@@ -1,7 +1,12 @@
+import copy
+
 import pytest
 import torch
+from torch import nn
 
-from genrep.continual.classifier import BaseClassifier, fit_classifier, predict_logits
+from genrep.continual.classifier import (CLASSIFIERS, BaseClassifier, LeNetG, build_classifier, fit_classifier,
+                                         predict_logits, sample_losses)
+from genrep.continual.seeding import shuffled_batches
 from genrep.errors import InputError
 
 
@@ -106,3 +111,157 @@ def test_predict_logits_uses_eval_mode_and_restores_training_mode():
     assert model.training and torch.allclose(first, second, atol=1e-6)  # no dropout, running statistics
     model.eval()
     assert torch.allclose(first, model(x), atol=1e-6) and not model.training
+
+
+# -- LeNetG, the BinPlay reference classifier (REFERENCE_CODE.md §4.3) -------------------------------------
+
+
+def lenetg_parameters(channels, side, classes=10):
+    """The reference LeNetG's parameter count written out: 3 bias-free k4 convs with batch norm (weight +
+    bias), FC(256·⌊side/8⌋² → 84), FC(84 → classes)."""
+    convs = channels * 64 * 16 + 64 * 128 * 16 + 128 * 256 * 16
+    norms = 2 * (64 + 128 + 256)
+    return convs + norms + (256 * (side // 8) ** 2 * 84 + 84) + (84 * classes + classes)
+
+
+@pytest.mark.parametrize("shape, last_map", [((1, 28, 28), 3), ((3, 32, 32), 4), ((1, 32, 32), 4), ((1, 8, 8), 1)])
+def test_lenetg_shapes(shape, last_map):
+    model = LeNetG(shape, 10)
+    x = torch.rand(5, *shape)
+    convs = model.features[:-1]  # without the flatten
+    assert convs(x).shape == (5, 256, last_map, last_map)  # 28 → 14 → 7 → 3, 32 → 16 → 8 → 4
+    assert model(x).shape == (5, 10) and model.head[0].in_features == 256 * last_map**2
+    with pytest.raises(InputError, match="expects images"):
+        model(torch.rand(2, shape[0], shape[1] + 1, shape[2]))
+    with pytest.raises(InputError, match="side >= 8"):
+        LeNetG((1, 7, 7), 10)
+
+
+def test_lenetg_parameter_count_is_the_references():
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    assert count(LeNetG((1, 28, 28), 10)) == lenetg_parameters(1, 28) == 851_750  # "≈ 0.85 M" (METHODS.md §4)
+    assert count(LeNetG((3, 32, 32), 10)) == lenetg_parameters(3, 32) == 1_004_326
+    assert count(BaseClassifier((1, 28, 28), 10)) == 108_238  # ours, for comparison
+
+
+def test_lenetg_layers_are_the_references():
+    model = LeNetG((1, 28, 28), 10)
+    kinds = [type(m) for m in model.modules() if not isinstance(m, (nn.Sequential, LeNetG))]
+    block = [nn.Conv2d, nn.BatchNorm2d, nn.LeakyReLU, nn.Dropout]
+    assert kinds == 3 * block + [nn.Flatten, nn.Linear, nn.LeakyReLU, nn.Dropout, nn.Linear]
+    dropouts = [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert dropouts == [0.6] * 4  # the reference ignores --base_dropout_rate 0.4
+    assert all(m.negative_slope == 0.01 for m in model.modules() if isinstance(m, nn.LeakyReLU))
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [m.out_channels for m in convs] == [64, 128, 256]
+    assert all(m.kernel_size == (4, 4) and m.stride == (2, 2) and m.padding == (1, 1) and m.bias is None
+               for m in convs)
+    assert [m.out_features for m in model.modules() if isinstance(m, nn.Linear)] == [84, 10]
+
+
+def test_classifiers_are_chosen_by_name():
+    assert set(CLASSIFIERS) == {"lenet5", "lenetg"}
+    for name in CLASSIFIERS:
+        model = build_classifier(name, (1, 28, 28), 10, width=1)
+        assert model.arch == name and model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert isinstance(build_classifier("lenetg", (1, 28, 28), 10), LeNetG)
+    with pytest.raises(InputError, match="unknown classifier 'resnet'; valid: lenet5, lenetg"):
+        build_classifier("resnet", (1, 28, 28), 10)
+
+
+# -- losses and the distillation temperature ---------------------------------------------------------------
+
+
+def soft_problem(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    teacher = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    return logits, teacher
+
+
+def test_sample_losses_at_temperature_1_are_the_plain_losses():
+    logits, teacher = soft_problem()
+    y = teacher.softmax(1)
+    assert torch.equal(sample_losses(logits, y, "mse-softmax"), (logits.softmax(1) - y).pow(2).mean(1))
+    assert torch.equal(sample_losses(logits, y, "ce"), -(y * logits.log_softmax(1)).sum(1))
+    assert torch.equal(sample_losses(logits, y, "ce", temperature=1.0), sample_losses(logits, y, "ce"))
+    with pytest.raises(InputError, match="temperature must be > 0"):
+        sample_losses(logits, y, "ce", temperature=0.0)
+
+
+@pytest.mark.parametrize("T", [2.0, 0.5, 5.0])
+def test_ce_distillation_gradient_is_t_squared_times_the_kl_gradient_at_temperature(T):
+    """Hinton et al. (2015): with soft targets p = softmax(z_t/T), d/dz [T²·KL(p ‖ softmax(z/T))] =
+    T·(softmax(z/T) − p); the loss must scale the student's logits by 1/T and the loss by T²."""
+    logits, teacher = soft_problem()
+    p = (teacher / T).softmax(1)
+    z = logits.clone().requires_grad_(True)
+    sample_losses(z, p, "ce", temperature=T).sum().backward()
+    analytic = T * ((logits / T).softmax(1) - p)
+    assert torch.allclose(z.grad, analytic, atol=1e-12)
+    # the same gradient from KL(p ‖ q_T) by autograd, times T²
+    z2 = logits.clone().requires_grad_(True)
+    kl = (p * (p.log() - (z2 / T).log_softmax(1))).sum(1)
+    (T**2 * kl).sum().backward()
+    assert torch.allclose(z.grad, z2.grad, atol=1e-12)
+    # a student at T = 1 against the T-softened teacher (only the teacher scaled) has another gradient
+    assert not torch.allclose(analytic, logits.softmax(1) - p, atol=1e-3)
+
+
+def test_mse_softmax_distillation_compares_both_softmaxes_at_temperature():
+    logits, teacher = soft_problem()
+    T = 2.0
+    p = (teacher / T).softmax(1)
+    expected = T**2 * ((logits / T).softmax(1) - p).pow(2).mean(1)
+    assert torch.allclose(sample_losses(logits, p, "mse-softmax", temperature=T), expected, atol=1e-15)
+    # T = 1 with the T = 1 teacher is the same function at the unscaled logits
+    assert torch.allclose(sample_losses(logits / T, p, "mse-softmax"), expected / T**2, atol=1e-15)
+
+
+class Linear(nn.Module):
+    """A deterministic classifier (no dropout, no batch norm) for one-step checks of fit_classifier."""
+
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.num_classes = num_classes
+        self.layer = nn.Linear(4, num_classes)
+
+    def forward(self, x):
+        return self.layer(x.flatten(1))
+
+
+@pytest.mark.parametrize("loss", ["mse-softmax", "ce"])
+@pytest.mark.parametrize("T", [1.0, 2.0])
+def test_fit_classifier_applies_the_temperature_to_the_replayed_rows_only(loss, T):
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(8, 1, 2, 2, generator=g), torch.randint(3, (8,), generator=g)
+    past_x, past_y = torch.rand(8, 1, 2, 2, generator=g), (torch.randn(8, 3, generator=g) / T).softmax(1)
+    torch.manual_seed(0)
+    model = Linear()
+    manual = copy.deepcopy(model)
+    history = fit_classifier(model, images, labels, epochs=1, batch_size=8, lr=0.1, loss=loss,
+                             generator=torch.Generator().manual_seed(5), replay=lambda n: (past_x[:n], past_y[:n]),
+                             replay_ratio=0.25, replay_temperature=T)
+    # the same Adam step written out with the pre-temperature formulas
+    order = shuffled_batches(8, 8, torch.Generator().manual_seed(5))[0]
+    x = torch.cat([images[order], past_x])
+    y = torch.cat([torch.nn.functional.one_hot(labels[order], 3).float(), past_y])
+    z = manual(x)
+    if T == 1:  # the code before the temperature existed, verbatim
+        per_sample = (z.softmax(1) - y).pow(2).mean(1) if loss == "mse-softmax" else -(y * z.log_softmax(1)).sum(1)
+    else:
+        new = (z[:8].softmax(1) - y[:8]).pow(2).mean(1) if loss == "mse-softmax" else -(y[:8] * z[:8].log_softmax(1)).sum(1)
+        zt = z[8:] / T
+        old = (zt.softmax(1) - y[8:]).pow(2).mean(1) if loss == "mse-softmax" else -(y[8:] * zt.log_softmax(1)).sum(1)
+        per_sample = torch.cat([new, T**2 * old])
+    batch_loss = 0.75 * per_sample[:8].mean() + 0.25 * per_sample[8:].mean()
+    # the loss value (Adam's first step is nearly sign(gradient), so the parameters alone say little)
+    assert history[0] == batch_loss.item() if T == 1 else history[0] == pytest.approx(batch_loss.item(), rel=1e-6)
+    optimizer = torch.optim.Adam(manual.parameters(), lr=0.1)
+    optimizer.zero_grad()
+    batch_loss.backward()
+    optimizer.step()
+    for a, b in zip(model.parameters(), manual.parameters()):
+        assert torch.equal(a, b) if T == 1 else torch.allclose(a, b, atol=1e-6)
+    with pytest.raises(InputError, match="replay_temperature must be > 0"):
+        fit_classifier(model, images, labels, epochs=1, replay_temperature=-1.0)

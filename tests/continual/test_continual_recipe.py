@@ -36,7 +36,7 @@ def test_seed_list_takes_a_count_or_a_list():
 
 
 def test_method_settings_by_scale():
-    assert recipe.method_settings("binplay", "paper") == {}
+    assert recipe.method_settings("binplay", "paper") == {"classifier": "lenetg"}  # else the reference defaults
     from genrep.continual.binplay import BinPlaySettings
 
     for scale in recipe.SCALES:  # every scale's overrides are valid settings
@@ -47,6 +47,44 @@ def test_method_settings_by_scale():
         recipe.method_settings("ewc", "cpu")
     with pytest.raises(ConfigError, match="unknown scale"):
         recipe.method_settings("gr", "huge")
+
+
+@pytest.mark.parametrize("scale, classifier", [("smoke", "lenet5"), ("cpu", "lenet5"), ("paper", "lenetg")])
+def test_every_method_of_a_scale_uses_the_same_classifier(scale, classifier):
+    """Table 8.4.1 compares what the methods replay: one base classifier for all (LeNetG at paper scale)."""
+    for method in recipe.METHODS:
+        assert recipe.method_settings(method, scale)["classifier"] == classifier
+        assert recipe.learner_settings(method, scale).classifier == classifier
+        learner = recipe.learner_from_settings(method, recipe.learner_settings(method, scale))
+        assert learner.settings.classifier == classifier
+    assert recipe.learner_settings("er", "cpu", {"classifier": "lenetg"}).classifier == "lenetg"
+    with pytest.raises(ConfigError, match=r"--set classifier=resnet: must be one of lenet5, lenetg$"):
+        recipe.learner_settings("gr", scale, {"classifier": "resnet"})
+
+
+def test_runs_stored_before_the_classifier_and_temperature_settings_still_match(tmp_path):
+    from genrep.continual.learner import settings_differences
+
+    record = recipe.run_record("gr-distill", "split-digits", "cpu", recipe.learner_settings("gr-distill", "cpu"))
+    legacy = {**record, "settings": {k: v for k, v in record["settings"].items()
+                                     if k not in ("classifier", "distill_temperature")}}
+    (tmp_path / recipe.CONFIG).write_text(json.dumps(legacy))
+    recipe.check_run_config(tmp_path, record, resume=True)  # no difference: LeNet-5 and T = 1 then
+    assert settings_differences(legacy["settings"], record["settings"]) == []
+    paper = recipe.run_record("gr-distill", "split-digits", "cpu",
+                              recipe.learner_settings("gr-distill", "cpu", {"classifier": "lenetg"}))
+    with pytest.raises(ConfigError, match="classifier \\('lenet5' → 'lenetg'\\)"):
+        recipe.check_run_config(tmp_path, paper, resume=True)
+    assert settings_differences(legacy["settings"], {**record["settings"], "distill_temperature": 2.0}) == [
+        "distill_temperature (1.0 → 2.0)"]
+
+
+def test_gr_distill_temperature_from_the_command_line():
+    assert recipe.learner_settings("gr-distill", "cpu", {"distill_temperature": "2"}).distill_temperature == 2.0
+    with pytest.raises(ConfigError, match="--set distill_temperature=0: must be a number > 0"):
+        recipe.learner_settings("gr-distill", "cpu", {"distill_temperature": "0"})
+    with pytest.raises(ConfigError, match="distill_temperature=2: must be 1 unless distill is true"):
+        recipe.learner_settings("gr", "cpu", {"distill_temperature": "2"})
 
 
 def test_unknown_setting_is_a_config_error(tmp_path):
@@ -89,7 +127,10 @@ def test_table_8_4_1_recipe_prints_published(tmp_path):
     assert "ER (100 samples)" in result["markdown"]
     assert (tmp_path / "results.md").is_file()
     er = result["cells"]["er"]["split-digits"]
-    assert len(er["accuracy"]) == 1 and er["memory_mb"] > 0
+    assert len(er["accuracy"]) == 1
+    assert er["memory_mb"] == 100 * (64 * 4 + 8) / 2**20  # the full 100-sample buffer of 8×8 float32 digits
+    assert result["cells"]["finetune"]["split-digits"]["memory_mb"] == 0  # keeps nothing to replay
+    assert "keeps to replay" in result["markdown"] and "not the classifier" in result["markdown"]
 
 
 @pytest.mark.parametrize("method, overrides", [

@@ -1,5 +1,6 @@
-"""Classifier baselines of Table 8.4.1 on the `ContinualLearner` contract, all built on `BaseClassifier`
-and `fit_classifier` (the base classifier and training settings of BinPlay, METHODS.md §4, so that the
+"""Classifier baselines of Table 8.4.1 on the `ContinualLearner` contract, all built on one base classifier
+chosen by name (`classifier`: "lenet5" | "lenetg", `genrep.continual.classifier.CLASSIFIERS`) and
+`fit_classifier` (the base classifier and training settings of BinPlay, METHODS.md §4, so that the
 methods differ only in what they replay).
 
 - `FineTune`: keeps training one classifier on each new task only (lower bound).
@@ -13,13 +14,16 @@ methods differ only in what they replay).
   frozen previous generator labelled by the frozen previous solver (argmax over the classes seen so
   far); then the generator is trained on new data mixed with its frozen copy's samples at the same
   ratio. `distill=True` ("GR + distillation", van de Ven & Tolias 2019): replayed samples get the frozen
-  solver's softmax over the seen classes as soft targets (Hinton et al. 2015) instead of hard labels.
+  solver's softmax over the seen classes as soft targets (Hinton et al. 2015) instead of hard labels, at
+  temperature `distill_temperature` T for teacher and student alike, the replay loss × T² (T = 2 in
+  van de Ven & Tolias; 1 by default, BinPlay's soft targets).
 
 Every task trains with a fresh Adam (no optimiser state carries over between tasks). Every learner is
 deterministic given `seed`: task k draws from its own seeded generator and global RNG stream, so
 training resumed from `state_dict()` after task k − 1 repeats an uninterrupted run. `memory_bytes()`
-counts what is kept between tasks: the classifier, plus the buffer / stored data / VAE (frozen copies
-exist only during a task).
+follows Table 8.4.2's convention for every method: what the method keeps *to replay* between tasks —
+the VAE (GR), the buffer (ER), the stored training data (joint training), nothing (fine-tuning) — not
+the classifier, which every method has (frozen copies exist only during a task).
 """
 
 from __future__ import annotations
@@ -33,8 +37,12 @@ from typing import Any, ClassVar
 
 import torch
 
-from genrep.continual.classifier import LOSSES, BaseClassifier, fit_classifier, predict_logits
-from genrep.continual.learner import DEVICE, POSITIVE, ContinualLearner, Rule, at_least, check_settings, module_bytes
+from genrep.continual.classifier import (
+    CLASSIFIERS, LEGACY_CLASSIFIER, LOSSES, build_classifier, check_classifier_name, fit_classifier, predict_logits,
+)
+from genrep.continual.learner import (
+    DEVICE, POSITIVE, ContinualLearner, Rule, SettingError, at_least, check_settings, module_bytes,
+)
 from genrep.continual.scenario import Scenario, Task
 from genrep.continual.seeding import seeded, stream_seed
 from genrep.errors import CheckpointError, ConfigError, DataError, InputError, TrainingDivergedError
@@ -44,9 +52,12 @@ from genrep.models.vae import VAE, VAEConfig
 @dataclasses.dataclass
 class ClassifierSettings:
     """Base-classifier training per task: BinPlay reference values (METHODS.md §4: Adam 2e-3, 15 epochs,
-    batch 120, MSE on softmax outputs); `width` scales the LeNet channels; `seed` fixes everything.
-    Every field is checked against its type and its `RULES` entry (`check_settings`): SettingError."""
+    batch 120, MSE on softmax outputs); `classifier` names the network (`CLASSIFIERS`: "lenet5", ours and
+    the default, or "lenetg", the reference's, which the `paper` scale picks); `width` scales its channels;
+    `seed` fixes everything. Every field is checked against its type and its `RULES` entry
+    (`check_settings`): SettingError."""
 
+    classifier: str = "lenet5"
     epochs: int = 15
     batch_size: int = 120
     lr: float = 2e-3
@@ -56,7 +67,8 @@ class ClassifierSettings:
     device: str = "cpu"
     progress: bool = False
 
-    RULES: ClassVar[dict[str, Rule]] = {"epochs": at_least(1), "batch_size": at_least(2), "lr": POSITIVE,
+    RULES: ClassVar[dict[str, Rule]] = {"classifier": tuple(CLASSIFIERS), "epochs": at_least(1),
+                                        "batch_size": at_least(2), "lr": POSITIVE,
                                         "loss": LOSSES, "width": at_least(1), "seed": at_least(0), "device": DEVICE}
 
     def __post_init__(self) -> None:
@@ -86,18 +98,28 @@ class ERSettings(ClassifierSettings):
 class GRSettings(ClassifierSettings):
     """Generator of van de Ven & Tolias (2018, 2019), whose code produced the GR / GR+distill rows of
     Table 8.4.1: a symmetric MLP VAE with 2 hidden layers of 400 units and a 100-d latent, Bernoulli
-    likelihood, Adam 1e-3, 2000 iterations of batch 128 per task. `distill`: soft replay targets (the
-    frozen solver's softmax at temperature 1, matching BinPlay's soft targets; van de Ven uses T = 2)."""
+    likelihood, Adam 1e-3, 2000 iterations of batch 128 per task. `distill`: soft replay targets, the
+    frozen solver's softmax at temperature `distill_temperature` T (> 0; only with `distill`); the student's
+    replay loss is taken at the same T and × T² (`classifier.sample_losses`). T = 1 (default) matches
+    BinPlay's soft targets; van de Ven & Tolias (2019) use T = 2."""
 
     distill: bool = False
+    distill_temperature: float = 1.0
     latent_dim: int = 100
     hidden: tuple[int, ...] = (400, 400)
     gen_iters: int = 2000
     gen_batch_size: int = 128
     gen_lr: float = 1e-3
 
-    RULES: ClassVar[dict[str, Rule]] = {**ClassifierSettings.RULES, "latent_dim": at_least(1), "hidden": at_least(1),
-                                        "gen_iters": at_least(1), "gen_batch_size": at_least(1), "gen_lr": POSITIVE}
+    RULES: ClassVar[dict[str, Rule]] = {**ClassifierSettings.RULES, "distill_temperature": POSITIVE,
+                                        "latent_dim": at_least(1), "hidden": at_least(1), "gen_iters": at_least(1),
+                                        "gen_batch_size": at_least(1), "gen_lr": POSITIVE}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.distill_temperature != 1 and not self.distill:
+            raise SettingError(type(self).__name__, "distill_temperature", self.distill_temperature,
+                               "1 unless distill is true (hard replay labels have no temperature; use gr-distill)")
 
 
 _INIT, _TASK, _RESERVOIR, _REINIT, _GENERATOR_INIT = 0, 1, 100_000, 200_000, 300_000  # random stream offsets
@@ -158,7 +180,7 @@ class _ClassifierLearner(ContinualLearner):
 
     kind = "classifier"
     Settings: type[ClassifierSettings] = ClassifierSettings
-    _state_keys: tuple[str, ...] = ("model", "tasks_seen", "seen_classes")
+    _state_keys: tuple[str, ...] = ("model", "tasks_seen", "seen_classes")  # required on load ("classifier" is not)
 
     def __init__(self, settings: ClassifierSettings | None = None, **overrides: Any):
         names = {field.name for field in dataclasses.fields(self.Settings)}
@@ -170,7 +192,7 @@ class _ClassifierLearner(ContinualLearner):
         if not isinstance(base, self.Settings):
             raise ConfigError(f"{type(self).__name__} needs {self.Settings.__name__}, got {type(base).__name__}")
         self.settings = dataclasses.replace(base, **overrides)
-        self.model: BaseClassifier | None = None
+        self.model: torch.nn.Module | None = None
         self.tasks_seen = 0
         self.seen_classes: list[int] = []
 
@@ -180,10 +202,11 @@ class _ClassifierLearner(ContinualLearner):
         self.scenario = scenario
         self.model = self._new_classifier()
 
-    def _new_classifier(self, stream: int = _INIT) -> BaseClassifier:
-        with seeded(stream_seed(self.settings.seed, stream)):
-            model = BaseClassifier(self.scenario.image_shape, self.scenario.num_classes, width=self.settings.width)
-        return model.to(self.settings.device)
+    def _new_classifier(self, stream: int = _INIT) -> torch.nn.Module:
+        s = self.settings
+        with seeded(stream_seed(s.seed, stream)):
+            model = build_classifier(s.classifier, self.scenario.image_shape, self.scenario.num_classes, width=s.width)
+        return model.to(s.device)
 
     def _check(self, task: Task | None = None) -> None:
         if self.model is None:
@@ -215,8 +238,8 @@ class _ClassifierLearner(ContinualLearner):
 
     def state_dict(self) -> dict[str, Any]:
         self._check()
-        return {"model": copy.deepcopy(self.model.state_dict()), "tasks_seen": self.tasks_seen,
-                "seen_classes": list(self.seen_classes)}
+        return {"model": copy.deepcopy(self.model.state_dict()), "classifier": self.settings.classifier,
+                "tasks_seen": self.tasks_seen, "seen_classes": list(self.seen_classes)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check()
@@ -224,6 +247,7 @@ class _ClassifierLearner(ContinualLearner):
         if missing:
             raise CheckpointError(f"{type(self).__name__} state lacks {', '.join(missing)}; was it saved by "
                                   f"another learner?")
+        check_classifier_name(type(self).__name__, state.get("classifier", LEGACY_CLASSIFIER), self.settings.classifier)
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as error:
@@ -232,12 +256,13 @@ class _ClassifierLearner(ContinualLearner):
         self.tasks_seen, self.seen_classes = int(state["tasks_seen"]), [int(c) for c in state["seen_classes"]]
 
     def memory_bytes(self) -> int:
+        """Bytes kept to replay (the module docstring's convention): none here; subclasses add their store."""
         self._check()
-        return module_bytes(self.model)
+        return 0
 
 
 class FineTune(_ClassifierLearner):
-    """Lower bound: the classifier keeps training on each new task's data only."""
+    """Lower bound: the classifier keeps training on each new task's data only (keeps nothing to replay)."""
 
 
 class JointTraining(_ClassifierLearner):
@@ -266,6 +291,7 @@ class JointTraining(_ClassifierLearner):
         self.images, self.labels = state["images"].clone(), state["labels"].clone()
 
     def memory_bytes(self) -> int:
+        """The stored images and labels of every task seen."""
         return super().memory_bytes() + self.images.numel() * self.images.element_size() + \
             self.labels.numel() * self.labels.element_size()
 
@@ -302,6 +328,7 @@ class ExperienceReplay(_ClassifierLearner):
         self.buffer.load_state_dict(state["buffer"])
 
     def memory_bytes(self) -> int:
+        """The buffer's stored images and labels (`ReservoirBuffer.nbytes`)."""
         return super().memory_bytes() + self.buffer.nbytes()
 
 
@@ -328,16 +355,19 @@ class GenerativeReplay(_ClassifierLearner):
             return x, self.replay_targets(old_solver, x)
 
         self._fit(task.train.images, task.train.labels, generator, replay=replay if previous else None,
-                  replay_ratio=previous / (previous + 1))
+                  replay_ratio=previous / (previous + 1), replay_temperature=self.settings.distill_temperature)
         self._train_generator(task.train.images, old_vae, previous, generator)
 
-    def replay_targets(self, solver: BaseClassifier, x: torch.Tensor) -> torch.Tensor:
+    def replay_targets(self, solver: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Targets of replayed images from a frozen `solver`, restricted to the classes seen so far: the
-        argmax label (GR), or the softmax over those classes (GR + distillation)."""
+        argmax label (GR), or the softmax over those classes at temperature T = `distill_temperature`,
+        softmax(z/T) (GR + distillation; the student's loss uses the same T, see `_learn`)."""
         mask = torch.full((self.scenario.num_classes,), -math.inf, device=x.device)
         mask[self.seen_classes] = 0.0
         logits = predict_logits(solver, x) + mask
-        return logits.softmax(1) if self.settings.distill else logits.argmax(1)
+        if not self.settings.distill:
+            return logits.argmax(1)
+        return (logits / self.settings.distill_temperature).softmax(1)
 
     def _train_generator(self, images: torch.Tensor, old_vae: VAE | None, previous: int,
                          generator: torch.Generator) -> None:
@@ -373,6 +403,8 @@ class GenerativeReplay(_ClassifierLearner):
         self.vae.load_state_dict(state["vae"])
 
     def memory_bytes(self) -> int:
+        """The VAE's parameters and buffers (encoder and decoder: the generator is trained on, so both are
+        kept; Table 8.4.2's 4.4 MB for MNIST is about this VAE, 4.08 MiB = 4.28 MB)."""
         return super().memory_bytes() + module_bytes(self.vae)
 
 

@@ -1,20 +1,29 @@
-"""The base classifier of the continual-learning experiments and its training loop.
+"""The base classifiers of the continual-learning experiments, chosen by name (`CLASSIFIERS`), and their
+training loop.
 
-Thesis §8.4 (BinPlay): "Our classifier is based on the LeNet architecture with 3 convolutional layers
-followed by two fully connected ones. We use batch normalisation and dropout." — i.e. LeNet-5
-(LeCun et al. 1998): C1 6 maps 5×5, pool, C3 16 maps 5×5, pool, C5 120 maps, F6 84 units, output.
-The released code is not available here, so the remaining details are ours: ReLU activations, batch
-norm after every hidden layer, "same" padding in C1/C3 (LeNet pads 28×28 MNIST to 32×32 for the same
-reason) and a C5 kernel that covers the whole remaining map (as LeNet's C5 does), which makes one
-definition serve 8×8, 28×28 and 32×32 inputs (for CIFAR-10 the thesis "only adjusts the LeNet
-architecture to the image size"), dropout 0.25 before the output layer.
+- "lenetg" (`LeNetG`): the BinPlay reference's classifier (REFERENCE_CODE.md §4.3: the authors'
+  `continual_benchmark/models/lenet.py::LeNetG`, the same file as in the lab's `multiband_vae` fork):
+  three Conv(k4, s2, p1, no bias) → BatchNorm → LeakyReLU(0.01) → Dropout(0.6) blocks with 64, 128,
+  256 maps (side 28 → 14 → 7 → 3, 32 → 16 → 8 → 4: ⌊side/8⌋), flatten, Linear(→ 84) → LeakyReLU →
+  Dropout(0.6) → Linear(84 → K). 851,750 parameters for 1×28×28 and 10 classes, 1,004,326 for
+  3×32×32. The reference's `--base_dropout_rate 0.4` flag is ignored by it: dropout is 0.6.
+- "lenet5" (`BaseClassifier`): ours, the thesis text's description (§8.4: "based on the LeNet
+  architecture with 3 convolutional layers followed by two fully connected ones. We use batch
+  normalisation and dropout") read as LeNet-5 (LeCun et al. 1998): C1 6 maps 5×5, pool, C3 16 maps
+  5×5, pool, C5 120 maps, F6 84 units, output; ReLU, batch norm after every hidden layer, "same"
+  padding in C1/C3 and a C5 kernel covering the whole remaining map (one definition for 8×8, 28×28
+  and 32×32 inputs), dropout 0.25 before the output layer. 108,238 parameters for MNIST and about 6×
+  cheaper per training step than LeNetG on a CPU (benchmarks/RESULTS.md), which is why the `smoke` and
+  `cpu` scales keep it; `paper` uses LeNetG for every method (`experiments/continual.py`).
 
 Training (METHODS.md §4, reference): Adam 2e-3, 15 epochs per task, batch 120, loss = MSE between the
-softmax outputs and the (one-hot or soft) targets.
+softmax outputs and the (one-hot or soft) targets; `sample_losses` defines both losses and the
+distillation temperature of soft replay targets.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -24,14 +33,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from genrep.continual.seeding import shuffled_batches
-from genrep.errors import InputError, TrainingDivergedError
+from genrep.errors import CheckpointError, InputError, TrainingDivergedError
 
 LOSSES = ("mse-softmax", "ce")
 
 
 class BaseClassifier(nn.Module):
-    """LeNet-5 with batch norm and dropout (see the module docstring); channel counts scale with
-    `width`. images N×C×H×W (H, W >= 4) → logits N×num_classes."""
+    """LeNet-5 with batch norm and dropout ("lenet5", ours; see the module docstring); channel counts
+    scale with `width`. images N×C×H×W (H, W >= 4) → logits N×num_classes."""
+
+    arch = "lenet5"
 
     def __init__(self, image_shape: tuple[int, int, int], num_classes: int, *, width: int = 1,
                  dropout: float = 0.25):
@@ -59,6 +70,82 @@ class BaseClassifier(nn.Module):
         return self.head(self.features(x))
 
 
+class LeNetG(nn.Module):
+    """The BinPlay reference classifier ("lenetg", see the module docstring): `width` × (64, 128, 256)
+    maps, dropout `dropout` (reference 0.6) after every block and after the 84-unit layer, LeakyReLU with
+    slope `negative_slope` (F.leaky_relu's default, as the reference). images N×C×H×W (H, W >= 8) →
+    logits N×num_classes; the last map is ⌊H/8⌋×⌊W/8⌋ (3×3 for 28 px, 4×4 for 32 px)."""
+
+    arch = "lenetg"
+
+    def __init__(self, image_shape: tuple[int, int, int], num_classes: int, *, width: int = 1,
+                 dropout: float = 0.6, negative_slope: float = 0.01):
+        super().__init__()
+        channels, height, width_px = (int(s) for s in image_shape)
+        if min(height, width_px) < 8 or num_classes < 2 or width < 1 or not 0 <= dropout < 1:
+            raise InputError(f"LeNetG needs images of side >= 8, num_classes >= 2, width >= 1 and 0 <= dropout < 1; "
+                             f"got image_shape={tuple(image_shape)}, num_classes={num_classes}, width={width}, "
+                             f"dropout={dropout}")
+        self.image_shape = (channels, height, width_px)
+        self.num_classes = num_classes
+        maps = [channels, 64 * width, 128 * width, 256 * width]
+        blocks = []
+        for c_in, c_out in itertools.pairwise(maps):  # each halves the side: ⌊(s + 2 − 4)/2⌋ + 1 = ⌊s/2⌋
+            blocks += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                       nn.LeakyReLU(negative_slope), nn.Dropout(dropout)]
+        self.features = nn.Sequential(*blocks, nn.Flatten())
+        flat = maps[-1] * (height // 8) * (width_px // 8)
+        self.head = nn.Sequential(nn.Linear(flat, 84), nn.LeakyReLU(negative_slope), nn.Dropout(dropout),
+                                  nn.Linear(84, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise InputError(f"LeNetG expects images N×{'×'.join(map(str, self.image_shape))}, got {tuple(x.shape)}")
+        return self.head(self.features(x))
+
+
+CLASSIFIERS: dict[str, type[nn.Module]] = {"lenet5": BaseClassifier, "lenetg": LeNetG}  # the one place naming them
+LEGACY_CLASSIFIER = "lenet5"  # the classifier of learner states saved before they recorded one
+
+
+def check_classifier_name(owner: str, stored: str, current: str) -> None:
+    """CheckpointError unless a saved learner state's classifier `stored` is this learner's `current` one."""
+    if stored != current:
+        raise CheckpointError(f"{owner}: the saved state holds a {stored!r} classifier, these settings build "
+                              f"{current!r}; resume with --set classifier={stored} or start a new run")
+
+
+def build_classifier(name: str, image_shape: tuple[int, int, int], num_classes: int, *, width: int = 1) -> nn.Module:
+    """The base classifier `name` (a key of `CLASSIFIERS`) for images of `image_shape` and `num_classes`
+    classes, with its own default dropout; the module's `arch` attribute is `name`."""
+    if name not in CLASSIFIERS:
+        raise InputError(f"unknown classifier {name!r}; valid: {', '.join(CLASSIFIERS)}")
+    return CLASSIFIERS[name](image_shape, num_classes, width=width)
+
+
+def sample_losses(logits: torch.Tensor, targets: torch.Tensor, loss: str = "mse-softmax", *,
+                  temperature: float = 1.0) -> torch.Tensor:
+    """Per-sample loss (N,) of logits N×K against target probabilities N×K (one-hot labels or a teacher's
+    softmax already taken at `temperature`).
+
+    "ce": T²·(−Σ_k y_k log softmax(z/T)_k), the distillation loss of Hinton et al. (2015) as van de Ven &
+    Tolias use it; its gradient T·(softmax(z/T) − y) equals T² × the gradient of KL(y ‖ softmax(z/T)).
+    "mse-softmax": T²·mean_k (softmax(z/T)_k − y_k)² (BinPlay's loss; with T the student's softmax is
+    taken at the teacher's temperature, and T² keeps the gradient's scale for large T as it does for "ce":
+    both gradients shrink as 1/T² when the logits are small against T). T = 1: the plain losses.
+    """
+    if loss not in LOSSES:
+        raise InputError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
+    if not temperature > 0:
+        raise InputError(f"temperature must be > 0, got {temperature}")
+    scaled = logits / temperature if temperature != 1 else logits
+    if loss == "mse-softmax":
+        per_sample = (scaled.softmax(1) - targets).pow(2).mean(1)
+    else:
+        per_sample = -(targets * scaled.log_softmax(1)).sum(1)
+    return per_sample * temperature**2 if temperature != 1 else per_sample
+
+
 def _target_matrix(targets: torch.Tensor, n: int, num_classes: int) -> torch.Tensor:
     """int64 labels (N,) → one-hot N×K; float N×K probabilities pass through (checked)."""
     if targets.ndim == 1 and not targets.is_floating_point():
@@ -78,18 +165,21 @@ def fit_classifier(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
                    batch_size: int = 120, lr: float = 2e-3, loss: str = "mse-softmax",
                    weights: torch.Tensor | None = None, generator: torch.Generator | None = None,
                    replay: Callable[[int], tuple[torch.Tensor, torch.Tensor]] | None = None,
-                   replay_ratio: float | None = 0.5, progress: bool = False) -> list[float]:
+                   replay_ratio: float | None = 0.5, replay_temperature: float = 1.0,
+                   progress: bool = False) -> list[float]:
     """Train `model` (images → logits N×K, K = `model.num_classes`) with a fresh Adam(`lr`) for `epochs`
     passes in shuffled mini-batches (shuffling drawn from `generator`).
 
     targets: int64 labels (N,) or soft targets N×K (rows are probability vectors, e.g. a frozen
     teacher's softmax, Hinton et al. 2015). loss "mse-softmax": mean_k (softmax(f(x))_k − y_k)²
-    (BinPlay reference); "ce": −Σ_k y_k log softmax(f(x))_k. weights (N,): per-sample loss factors;
-    a batch's loss is mean_i w_i·ℓ_i (weights of 1 = unweighted).
+    (BinPlay reference); "ce": −Σ_k y_k log softmax(f(x))_k (`sample_losses`). weights (N,): per-sample
+    loss factors; a batch's loss is mean_i w_i·ℓ_i (weights of 1 = unweighted).
     replay(n): called for every batch of n new samples, returns (images, targets) of past samples (labels
     or N×K probabilities; may be empty) that join the batch with loss (1 − ρ)·ℓ_new + ρ·ℓ_replay,
     ρ = `replay_ratio` (Shin et al. 2017, Eq. 1 with r = 1 − ρ), or the plain mean over the joined batch
-    for ρ = None (experience replay, Chaudhry et al. 2019). Returns the mean loss of each epoch.
+    for ρ = None (experience replay, Chaudhry et al. 2019). `replay_temperature` T: the replayed samples'
+    loss is `sample_losses(..., temperature=T)` (student softmax at T, × T²; their targets must be the
+    teacher's softmax at the same T), the new samples' stays at T = 1. Returns the mean loss of each epoch.
     """
     if loss not in LOSSES:
         raise InputError(f"fit_classifier: loss must be one of {', '.join(LOSSES)}; got {loss!r}")
@@ -104,6 +194,8 @@ def fit_classifier(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
         raise InputError(f"fit_classifier: weights must have shape ({n},), got {tuple(weights.shape)}")
     if replay_ratio is not None and not 0 <= replay_ratio <= 1:
         raise InputError(f"fit_classifier: replay_ratio must lie in [0, 1], got {replay_ratio}")
+    if not replay_temperature > 0:
+        raise InputError(f"fit_classifier: replay_temperature must be > 0, got {replay_temperature}")
     device = next(model.parameters()).device
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -116,11 +208,12 @@ def fit_classifier(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
             if len(past_x):
                 past_y = _target_matrix(past_y, len(past_x), model.num_classes).to(device)
                 x, target = torch.cat([x, past_x.to(device)]), torch.cat([target, past_y])
-            logits = model(x)
-            if loss == "mse-softmax":
-                per_sample = (logits.softmax(1) - target).pow(2).mean(1)
-            else:
-                per_sample = -(target * logits.log_softmax(1)).sum(1)
+            logits, k = model(x), len(index)
+            if replay_temperature == 1 or len(x) == k:
+                per_sample = sample_losses(logits, target, loss)
+            else:  # the replayed rows at the distillation temperature
+                per_sample = torch.cat([sample_losses(logits[:k], target[:k], loss),
+                                        sample_losses(logits[k:], target[k:], loss, temperature=replay_temperature)])
             if weights is not None:
                 per_sample = torch.cat([per_sample[:len(index)] * weights[index].to(device), per_sample[len(index):]])
             new, past = per_sample[:len(index)], per_sample[len(index):]

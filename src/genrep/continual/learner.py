@@ -5,8 +5,9 @@ then evaluates. A classifier learner answers `predict(x)` (logits N×num_classes
 in the scenario's value range); a generative learner answers `sample(n, task)` (n images of the
 given task, or of all tasks so far for task None). `state_dict` / `load_state_dict` must capture
 everything `learn` changes (networks, optimisers, buffers, RNG-independent counters) so that the
-runner can resume after any finished task. `memory_bytes()` is what the learner keeps between
-tasks (networks + stored data), for the memory-footprint column of Table 8.4.2.
+runner can resume after any finished task. `memory_bytes()` is the memory-footprint column of
+Table 8.4.2, with its convention for every method: what the learner keeps *to replay* between tasks
+(generator, buffer, stored data), not the classifier that every method has.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class ContinualLearner(abc.ABC):
         return {}
 
     def memory_bytes(self) -> int:
-        """Bytes kept between tasks (parameters and buffers of kept networks, stored samples)."""
+        """Bytes kept between tasks to replay (parameters and buffers of generators, stored samples);
+        not the classifier (see the module docstring)."""
         return 0
 
 
@@ -290,10 +292,21 @@ def settings_dict(settings: Any) -> dict[str, Any]:
             for f in dataclasses.fields(settings)}
 
 
+# settings added after runs were stored, with the value every earlier run had implicitly: a stored record
+# that lacks one reads as that value (so older run folders and checkpoints still resume)
+ADDED_SETTINGS: dict[str, Any] = {"classifier": "lenet5", "distill_temperature": 1.0}
+
+
+def with_added_settings(stored: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """`stored` plus the `ADDED_SETTINGS` values of keys that `current` has and `stored` lacks."""
+    return {**{k: v for k, v in ADDED_SETTINGS.items() if k in current and k not in stored}, **stored}
+
+
 def settings_differences(stored: dict[str, Any], current: dict[str, Any], *,
                          ignore: tuple[str, ...] = ()) -> list[str]:
-    """The keys whose values differ between two settings dicts, as "key (stored → current)"."""
-    unset = "<unset>"
+    """The keys whose values differ between two settings dicts, as "key (stored → current)"; a key of
+    `ADDED_SETTINGS` missing from `stored` counts as its value there."""
+    stored, unset = with_added_settings(stored, current), "<unset>"
     keys = sorted(k for k in stored.keys() | current.keys()
                   if k not in ignore and stored.get(k, unset) != current.get(k, unset))
     return [f"{k} ({stored.get(k, unset)!r} → {current.get(k, unset)!r})" for k in keys]

@@ -10,7 +10,13 @@ Scales (settings of every learner; `--set key=value` overrides any of them):
   decoder warm-started from the autoencoder's decoder (lr 5e-3) instead of a fresh one, the new task
   half of its replay batches: with a fresh decoder, 5 epochs regenerate one blurred class per task
   (benchmarks/RESULTS.md);
-- `paper`: the published settings (METHODS.md §4; `BinPlaySettings` defaults).
+- `paper`: the published settings (METHODS.md §4; `BinPlaySettings` defaults) with the reference's
+  LeNetG base classifier for every method.
+
+The base classifier is chosen in one place, `CLASSIFIER_BY_SCALE`, and is the same for every method of a
+scale: "lenetg" (the BinPlay reference's LeNetG, 0.85 M parameters) at `paper`, "lenet5" (ours, 108 k) at
+`smoke` and `cpu`, where LeNetG's ≈ 6× longer training steps would make a `cpu` run several times longer
+(benchmarks/RESULTS.md, "LeNetG"); `--set classifier=lenetg` picks it at any scale.
 
 A run folder keeps `config.json` (method, scenario, scale and every learner setting but the seed); a
 resumed run, or another seed added to the folder, must have the same ones (`check_run_config`), and
@@ -34,6 +40,8 @@ from genrep.errors import CheckpointError, ConfigError, RunExistsError, one_line
 SCALES = ("smoke", "cpu", "paper")
 METHODS = ("binplay", "gr", "gr-distill", "er", "finetune", "joint")
 
+# the base classifier of every method (`classifier` of ClassifierSettings and BinPlaySettings), per scale
+CLASSIFIER_BY_SCALE = {"smoke": "lenet5", "cpu": "lenet5", "paper": "lenetg"}
 # settings overrides per scale, shared by every classifier learner (ClassifierSettings fields)
 CLASSIFIER = {"smoke": {}, "cpu": {}, "paper": {}}
 GENERATOR = {"smoke": {"gen_iters": 100}, "cpu": {}, "paper": {}}
@@ -55,8 +63,9 @@ def method_settings(method: str, scale: str) -> dict[str, Any]:
     check_choice("method", method, METHODS)
     check_choice("scale", scale, SCALES)
     if method == "binplay":
-        return dict({"smoke": SMOKE_BINPLAY, "cpu": CPU_BINPLAY, "paper": {}}[scale])
-    settings = dict(CLASSIFIER[scale])
+        return {"classifier": CLASSIFIER_BY_SCALE[scale],
+                **{"smoke": SMOKE_BINPLAY, "cpu": CPU_BINPLAY, "paper": {}}[scale]}
+    settings = {"classifier": CLASSIFIER_BY_SCALE[scale], **CLASSIFIER[scale]}
     if method in ("gr", "gr-distill"):
         settings.update(GENERATOR[scale])
     return settings
@@ -205,6 +214,7 @@ def check_run_config(out: str | Path, record: dict[str, Any], *, resume: bool) -
     """Compare `record` (`run_record`) with out/config.json, if there is one: any difference (but the
     runner's `RESUMABLE_SETTINGS`) raises ConfigError on `resume`, and RunExistsError otherwise (adding seeds
     to a folder needs the same settings), naming each differing key as "key (stored → new)"."""
+    from genrep.continual.learner import with_added_settings
     from genrep.continual.runner import RESUMABLE_SETTINGS
 
     path = Path(out) / CONFIG
@@ -215,7 +225,8 @@ def check_run_config(out: str | Path, record: dict[str, Any], *, resume: bool) -
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{path} is unreadable ({one_line(err)}); fix or delete it, or pass --overwrite") \
             from None
-    old, new, unset = _flat(stored), _flat(record), "<unset>"
+    new, unset = _flat(record), "<unset>"
+    old = with_added_settings(_flat(stored), new)
     run_keys = ("method", "scenario", "scale", "train_limit")
     keys = [*run_keys, *sorted((old.keys() | new.keys()) - set(run_keys))]
     differing = [k for k in keys if k not in RESUMABLE_SETTINGS and old.get(k, unset) != new.get(k, unset)]
@@ -252,7 +263,8 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
     folder: checkpoint, results.json, heatmap.png, curves.png, and replay.png for generative replay)
     and write out/config.json (`run_record`) and out/summary.json with
     the average accuracy after the last task (mean ± SEM over seeds), forgetting, memory and wall
-    time. Memory is in MiB (2^20 bytes), the unit of Table 8.4.2. Finished seeds are reused with `resume`
+    time. Memory is in MiB (2^20 bytes), the unit of Table 8.4.2, of what the learner keeps to replay
+    (`ContinualLearner.memory_bytes`), taken from its final state. Finished seeds are reused with `resume`
     (a seed without a checkpoint starts; the CLI first checks `check_resumable`); settings that differ
     from the folder's config.json are refused (`check_run_config`). Per seed, `wall_time_s` is the
     training time of all tasks and `run_s` the time in `run_scenario`, both summed over resumed segments."""
@@ -295,7 +307,9 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
             raise
         summary = result.summary["accuracy"]
         per_seed.append({"seed": seed, "average_accuracy": summary["average"], "forgetting": summary["forgetting"],
-                         "memory_mb": result.memory_bytes[-1] / 2**20, "wall_time_s": sum(result.wall_times),
+                         # from the learner (final state, also when a finished run is reused), so that a run
+                         # stored before the memory convention of Table 8.4.2 changed reports the current one
+                         "memory_mb": learner.memory_bytes() / 2**20, "wall_time_s": sum(result.wall_times),
                          "run_s": round(result.run_time_s, 1),
                          "final_row": [float(v) for v in result.matrices["accuracy"][-1]]})
     accuracy = mean_sem([100 * r["average_accuracy"] for r in per_seed])

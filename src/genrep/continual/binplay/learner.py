@@ -26,8 +26,10 @@ For task t with n new samples (allocated the chronological indices `Task.global_
    et al. 2015) or, for the ablation's reference configuration, the labels the samples had when they
    were encoded (then stored per index).
 
-Only the decoder and the per-task index ranges are kept for replay (`memory_bytes`, Table 8.4.2); the
-encoder is kept too, as the next task's initialisation (as in the reference), but not counted.
+Only the decoder and the per-task index ranges are kept for replay (`memory_bytes`, Table 8.4.2's
+convention for every method: what the method keeps to replay, not the base classifier); the encoder
+is kept too, as the next task's initialisation (as in the reference), but not counted. The base
+classifier is `classifier` ("lenet5" by default; "lenetg", the reference's LeNetG, at `paper` scale).
 Reference code facts used here: `vae_experiments/training_functions.py` and `main.py` of the BinPlay
 authors (20 autoencoder epochs, assignment weight 10 after 3 warm-up epochs, 200 decoder epochs with
 lr 5e-3 on task 0 and 1e-3 afterwards, ExponentialLR 0.99, task-balanced decoder replay, batch 50).
@@ -53,7 +55,9 @@ from tqdm.auto import tqdm
 
 from genrep.continual.binplay.assignment import bit_agreement, greedy_assign
 from genrep.continual.binplay.autoencoder import BinaryAutoencoder, BinaryDecoder, BinaryEncoder
-from genrep.continual.classifier import LOSSES, BaseClassifier, fit_classifier, predict_logits
+from genrep.continual.classifier import (
+    CLASSIFIERS, LEGACY_CLASSIFIER, LOSSES, build_classifier, check_classifier_name, fit_classifier, predict_logits,
+)
 from genrep.continual.codes import MIN_SUBVECTOR_BITS, binary_codes
 from genrep.continual.learner import (
     DEVICE, POSITIVE, ContinualLearner, Range, Rule, SettingError, at_least, check_settings, module_bytes,
@@ -69,9 +73,11 @@ _STATE_KEYS = ("encoder", "decoder", "classifier", "runs", "labels", "sample_gen
 
 @dataclasses.dataclass
 class BinPlaySettings:
-    """Defaults are the paper / reference values for MNIST-sized data (CIFAR-10: n_bits=1000). Every field
-    is checked against its type and its `RULES` entry (`check_settings`), and warmup_epochs <= ae_epochs:
-    SettingError. Epoch counts may be 0 (that phase is skipped, e.g. to probe an untrained network)."""
+    """Defaults are the paper / reference values for MNIST-sized data (CIFAR-10: n_bits=1000), except
+    `classifier`: "lenet5" (ours) by default, "lenetg" (the reference's LeNetG) as the `paper` scale sets it
+    for every method (`genrep.continual.classifier.CLASSIFIERS`). Every field is checked against its type
+    and its `RULES` entry (`check_settings`), and warmup_epochs <= ae_epochs: SettingError. Epoch counts may
+    be 0 (that phase is skipped, e.g. to probe an untrained network)."""
 
     n_bits: int = 200
     task_bits: int = 10
@@ -89,6 +95,7 @@ class BinPlaySettings:
     decoder_batch_size: int = 50
     decoder_init: str = "fresh"
     decoder_new_fraction: float | None = None
+    classifier: str = "lenet5"
     classifier_width: int = 1
     classifier_epochs: int = 15
     classifier_lr: float = 2e-3
@@ -107,7 +114,7 @@ class BinPlaySettings:
         "ae_batch_size": at_least(2), "decoder_epochs": at_least(0), "first_decoder_lr": POSITIVE,
         "decoder_lr": POSITIVE, "decoder_lr_decay": Range(0, 1, low_open=True), "decoder_batch_size": at_least(2),
         "decoder_init": DECODER_INITS, "decoder_new_fraction": Range(0, 1, low_open=True),
-        "classifier_width": at_least(1), "classifier_epochs": at_least(0), "classifier_lr": POSITIVE,
+        "classifier": tuple(CLASSIFIERS), "classifier_width": at_least(1), "classifier_epochs": at_least(0), "classifier_lr": POSITIVE,
         "classifier_batch_size": at_least(2), "classifier_loss": LOSSES, "replay_per_task": at_least(1),
         "seed": at_least(0), "device": DEVICE}
 
@@ -173,8 +180,8 @@ class BinPlay(ContinualLearner):
         with seeded(stream_seed(s.seed, _INIT)):
             self.encoder = BinaryEncoder(scenario.image_shape, s.n_bits, width=s.width).to(s.device)
             self.decoder = self._new_decoder()
-            self.classifier = BaseClassifier(scenario.image_shape, scenario.num_classes,
-                                             width=s.classifier_width).to(s.device)
+            self.classifier = build_classifier(s.classifier, scenario.image_shape, scenario.num_classes,
+                                               width=s.classifier_width).to(s.device)
         self.runs, self.labels, self.assigned_index, self.assignment_agreement = [], [], None, []
         self.sample_generator = torch.Generator().manual_seed(stream_seed(s.seed, _SAMPLE))
 
@@ -189,7 +196,8 @@ class BinPlay(ContinualLearner):
     def state_dict(self) -> dict[str, Any]:
         self._check()
         networks = {name: copy.deepcopy(getattr(self, name).state_dict()) for name in _STATE_KEYS[:3]}
-        return {**networks, "runs": [r.clone() for r in self.runs], "labels": [y.clone() for y in self.labels],
+        return {**networks, "classifier_arch": self.settings.classifier,
+                "runs": [r.clone() for r in self.runs], "labels": [y.clone() for y in self.labels],
                 "sample_generator": self.sample_generator.get_state(),
                 "assignment_agreement": list(self.assignment_agreement)}
 
@@ -198,6 +206,7 @@ class BinPlay(ContinualLearner):
         missing = [key for key in _STATE_KEYS if key not in state]
         if missing:
             raise CheckpointError(f"BinPlay state lacks {', '.join(missing)}; was it saved by another learner?")
+        check_classifier_name("BinPlay", state.get("classifier_arch", LEGACY_CLASSIFIER), self.settings.classifier)
         try:
             for name in _STATE_KEYS[:3]:
                 getattr(self, name).load_state_dict(state[name])
@@ -217,7 +226,8 @@ class BinPlay(ContinualLearner):
         return {"assignment_bit_agreement": [round(a, 4) for a in self.assignment_agreement]}
 
     def memory_bytes(self) -> int:
-        """Decoder parameters and buffers + 16 bytes per index run (+ stored labels without soft targets)."""
+        """What BinPlay keeps to replay: decoder parameters and buffers + 16 bytes per index run (+ the
+        stored labels without soft targets); not the encoder or the classifier."""
         self._check()
         stored = sum(r.numel() * r.element_size() for r in self.runs + self.labels)
         return module_bytes(self.decoder) + stored

@@ -6,10 +6,13 @@ Each cell is `genrep continual METHOD --scenario S --scale SCALE --seeds N` into
 OUT/METHOD-S/ (reused when it is finished: an interrupted table continues). Scales are those of
 `genrep.experiments.continual`: `smoke` (300 images per task), `cpu` (full data, BinPlay with a
 narrower decoder and fewer epochs), `paper` (the published settings; split-cifar10 needs the CIFAR-10
-files). Published values: Table 8.4.1 (GR and GR + distill are the thesis' citations of Shin et
-al. 2017 and van de Ven & Tolias 2019; ER of Chaudhry et al. 2019 with a 100-sample buffer); the
-memory column is Table 8.4.2 (MiB of the generator, or of the 100-sample buffer). Fine-tuning and
-joint training are our lower and upper bounds and have no published value.
+files). Every method of a scale uses the same base classifier: LeNet-5 (ours) at `smoke` / `cpu`, the
+reference's LeNetG at `paper`. Published values: Table 8.4.1 (GR and GR + distill are the thesis'
+citations of Shin et al. 2017 and van de Ven & Tolias 2019; ER of Chaudhry et al. 2019 with a
+100-sample buffer); the memory column is Table 8.4.2 with its convention for every method (`MEMORY_NOTE`):
+MiB of what the method keeps to replay — BinPlay's decoder and index ranges, GR's VAE, ER's buffer,
+joint training's stored data, nothing for fine-tuning — not the classifier, which every method has.
+Fine-tuning and joint training are our lower and upper bounds and have no published value.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ TITLE = "Tables 8.4.1 / 8.4.2: class-incremental accuracy and memory of BinPlay 
 METHODS = ("binplay", "gr-distill", "gr", "er", "finetune", "joint")
 LABELS = {"binplay": "BinPlay", "gr-distill": "GR + distill", "gr": "GR", "er": "ER (100 samples)",
           "finetune": "fine-tuning (lower bound)", "joint": "joint training (upper bound)"}
+MEMORY_NOTE = ("memory: MiB of what the method keeps to replay (BinPlay: decoder + index ranges; GR: the VAE; "
+               "ER: the buffer; joint: all data seen; fine-tuning: none), not the classifier every method has")
 SCALES = {"smoke": ("split-mnist",), "cpu": ("split-mnist", "split-fashion-mnist"),
           "paper": ("split-mnist", "split-fashion-mnist", "split-cifar10")}
 # (accuracy % mean, SEM) per scenario, Table 8.4.1
@@ -67,7 +72,7 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
             log(f"  {LABELS[method]}: {mean:.1f} ± {sem:.1f} %, {summary['memory_mb']:.2f} MB")
     table = results_table(cells, methods, scenarios)
     footnote = (f"ours: average accuracy after the last task in %, mean ± SEM over seeds {list(range(seeds))} "
-                f"[published Table 8.4.1]; memory in MB [published Table 8.4.2]; wall time: mean seconds per run "
+                f"[published Table 8.4.1]; {MEMORY_NOTE} [published Table 8.4.2, MB]; wall time: mean seconds per run "
                 f"on this machine. Scale `{scale}`: see `genrep continual --help`.")
     results = {"table": NAME, "scale": scale, "seeds": list(range(seeds)), "cells": cells,
                "published_accuracy": PUBLISHED_ACCURACY, "published_memory": PUBLISHED_MEMORY}
@@ -111,3 +116,15 @@ def results_table(cells, methods, scenarios) -> str:
             row.append(f"{sum(cell['wall_time_s']) / len(cell['wall_time_s']):.0f}")
         rows.append(row)
     return markdown_table(header, rows)
+
+
+def plan(scale: str) -> dict[str, Any]:
+    """Every method's resolved learner settings at `scale` (what `--dry-run` prints), without training;
+    the same settings serve every scenario of the scale."""
+    import dataclasses
+
+    from genrep.experiments.continual import learner_settings
+
+    check_scale(scale)
+    return {"table": NAME, "scale": scale, "scenarios": list(SCALES[scale]),
+            "methods": {method: dataclasses.asdict(learner_settings(method, scale)) for method in METHODS}}
