@@ -5,8 +5,9 @@ generated one uses 20 of the modes, slightly shifted). Times FID, PRD (20 cluste
 n_init=10, 10 runs, 1001 angles) and improved P&R (k=3, float32 blocks) — the median of --repeats
 calls each — and compares our FID with torchmetrics' FrechetInceptionDistance fed the same
 features through a pass-through `feature` module (value, relative difference, time). With
---kmeans-check it also reruns PRD with scikit-learn's stock KMeans(n_init=10) and with
-MiniBatchKMeans(n_init=10) (the reference PRD code's choice) in place of our vectorised seeding.
+--kmeans-check it also reruns PRD with scikit-learn's stock KMeans(n_init=10) and
+MiniBatchKMeans(n_init=10) (the reference PRD code's choice, genrep's default since issue 14) in place
+of genrep's clustering; benchmarks/bench_prd_vs_compare_gan.py is the side-by-side with the protocol.
 
     python benchmarks/bench_metrics.py [--n 10000] [--repeats 3] [--kmeans-check]
 """
@@ -67,7 +68,7 @@ def torchmetrics_fid(real: torch.Tensor, fake: torch.Tensor) -> float:
 
 def stock_labels(cls):
     """A `cluster_labels` replacement running scikit-learn's `cls(n_clusters=k, n_init=10)`."""
-    def labels(x, k, generator, n_init=prd_module.N_INIT):
+    def labels(x, k, generator, n_init=prd_module.N_INIT, **_):  # `clustering=` is replaced, not used
         seed = int(torch.randint(2**31 - 1, (), generator=generator))
         with threadpool_limits(limits=1, user_api="openmp"):
             return cls(n_clusters=k, n_init=n_init, random_state=seed).fit(x.float().numpy()).labels_

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from genrep.cli.main import main
 from genrep.data import load_dataset
@@ -109,3 +110,96 @@ def test_inception_score_alone_uses_the_lenet_classifier_head(capsys, tmp_path, 
         scores[name] = json.loads((tmp_path / f"{name}.json").read_text())["is"]
     assert scores["constant"] == pytest.approx(1.0, abs=1e-6)  # one image repeated: p(y|x) = p(y)
     assert scores["real"] > 3  # ten balanced classes recognised confidently (at most 10)
+
+
+# ---------------------------------------------------------------- --inception-resize / --prd-clustering (issue 14)
+@pytest.fixture()
+def digit_npz(tmp_path):
+    train = load_dataset("digits", "train")
+    np.savez(tmp_path / "fake.npz", images=(train.images[:60].numpy() * 255).round().astype(np.uint8))
+    return tmp_path / "fake.npz"
+
+
+@pytest.fixture()
+def cheap_inception(monkeypatch):
+    """`get_extractor` replaced by one returning an FIDInception whose trunk is a cheap pooling of
+    its preprocessed input (the input mapping is the real one); records the options it got."""
+    from genrep import metrics
+    from genrep.metrics.features.inception import FIDInception
+
+    class Pooled(FIDInception):
+        def trunk(self, images, *, spatial):
+            return torch.nn.functional.adaptive_avg_pool2d(self.preprocess(images), 2).flatten(1), None
+
+    calls = []
+
+    def get_extractor(name, **options):
+        calls.append((name, options))
+        return Pooled(resize=options.get("resize", "tf1"))
+
+    monkeypatch.setattr(metrics, "get_extractor", get_extractor)
+    return calls
+
+
+def test_evaluate_names_the_inception_resize_and_prd_clustering(capsys, tmp_path, digit_npz, cheap_inception):
+    results = {}
+    for resize in ("tf1", "torch", None):
+        flags = ["--inception-resize", resize] if resize else []
+        code, out, err = run_cli(capsys, "evaluate", "--real", "digits", "--fake", str(digit_npz), "--features",
+                                 "inception", "--metrics", "fid,prd", "--n", "60", "--no-progress",
+                                 "-o", str(tmp_path / f"{resize}.json"), *flags)
+        assert code == 0, err
+        results[resize] = json.loads((tmp_path / f"{resize}.json").read_text())
+        assert ["inception_resize", resize or "tf1"] in [line.split() for line in out.splitlines()]
+    assert [options["resize"] for _, options in cheap_inception] == ["tf1", "torch", "tf1"]
+    assert results["torch"]["inception_resize"] == "torch" and results[None]["inception_resize"] == "tf1"
+    assert results["tf1"] == results[None]  # tf1 stays the default
+    assert results["tf1"]["fid"] != results["torch"]["fid"]  # the mapping reaches the features
+    assert results["tf1"]["prd_clustering"] == "minibatch"
+    code, _, err = run_cli(capsys, "evaluate", "--real", "digits", "--fake", str(digit_npz), "--features", "inception",
+                           "--metrics", "prd", "--n", "60", "--prd-clustering", "lloyd", "-o",
+                           str(tmp_path / "lloyd.json"), "--no-progress")
+    assert code == 0, err
+    assert json.loads((tmp_path / "lloyd.json").read_text())["prd_clustering"] == "lloyd"
+
+
+def test_evaluate_without_inception_has_no_resize_field(capsys, tmp_path, digit_npz, lenet_home):
+    code, _, err = run_cli(capsys, "evaluate", "--real", "digits", "--fake", str(digit_npz), "--metrics", "fid",
+                           "--n", "60", "--inception-resize", "torch", "-o", str(tmp_path / "r.json"), "--no-progress")
+    assert code == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["features"] == "lenet[digits]" and "inception_resize" not in result and "prd_clustering" not in result
+
+
+@pytest.mark.parametrize("flag, value, valid", [("--inception-resize", "bilinear", "tf1, torch"),
+                                                 ("--prd-clustering", "kmeans", "minibatch, lloyd")])
+def test_bad_inception_resize_or_prd_clustering_is_a_one_line_error(capsys, digit_npz, flag, value, valid):
+    from conftest import assert_one_line_error
+
+    code, _, err = run_cli(capsys, "evaluate", "--real", "digits", "--fake", str(digit_npz), "--features",
+                           "inception", "--no-progress", "-o", str(digit_npz.with_suffix(".json")), flag, value)
+    assert_one_line_error(code, err, flag, valid, repr(value))
+
+
+def test_reproduce_recipes_compute_inception_fid_with_pytorch_fid_preprocessing(tmp_path, monkeypatch,
+                                                                                 cheap_inception):
+    """Table 5.7.1 (paper scale) and Table 4.4.1 use resize="torch", as the authors' reference, and
+    their results say so."""
+    import dataclasses
+
+    from test_reproduce import write_small_celeba
+
+    from genrep.experiments.reproduce import table_4_4_1, table_5_7_1
+
+    extractor, note = table_5_7_1.feature_extractor("paper", progress=False)
+    assert cheap_inception[-1] == ("inception", {"resize": "torch"}) and extractor.resize == "torch"
+    assert "pytorch-fid preprocessing" in note
+    write_small_celeba(tmp_path / "celeba")
+    scale = dataclasses.replace(table_4_4_1.SCALES["smoke"], steps=2, batch_size=8, train_limit=None, n_eval=8)
+    monkeypatch.setitem(table_4_4_1.SCALES, "smoke", scale)
+    result = table_4_4_1.run(scale="smoke", out=tmp_path / "out", celeba_path=str(tmp_path / "celeba"),
+                             progress=False, log=lambda _: None)
+    assert {options["resize"] for _, options in cheap_inception[1:]} == {"torch"} and len(cheap_inception) == 4
+    assert result["inception_resize"] == "torch"
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["inception_resize"] == "torch"
+    assert "Inception preprocessing `torch` (pytorch-fid's" in (tmp_path / "out" / "results.md").read_text()

@@ -12,7 +12,7 @@ from torch import nn
 from genrep.cli.main import main
 from genrep.errors import CheckpointError, ConfigError, InputError
 from genrep.metrics.features import LeNet, get_extractor, load_inception, load_lenet, train_lenet, wrap_module
-from genrep.metrics.features.inception import package_weights
+from genrep.metrics.features.inception import FIDInception, package_weights, tf_resize
 from genrep.metrics.features.lenet import weights_path
 
 DIGITS_EPOCHS = 40
@@ -167,6 +167,72 @@ def test_inception_logits_with_an_output_head(inception, tmp_path):
     assert model.has_logits
     x = torch.rand(1, 1, 16, 16)
     torch.testing.assert_close(model.logits(x), model(x) @ state["output.weight"].T, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- Inception input mapping (issue 14, item 9)
+def tf1_resize_numpy(image, size=299):
+    """TF1 `resize_bilinear` (align_corners=False, no half-pixel centres) of one C×H×W array, written
+    out independently: source coordinate = destination · in/out, neighbours clamped at the edge."""
+    import numpy as np
+
+    _, h, w = image.shape
+    ys, xs = np.arange(size) * h / size, np.arange(size) * w / size
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    wy, wx = (ys - y0)[:, None], (xs - x0)[None, :]
+    top = image[:, y0][:, :, x0] * (1 - wx) + image[:, y0][:, :, x1] * wx
+    bottom = image[:, y1][:, :, x0] * (1 - wx) + image[:, y1][:, :, x1] * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def test_inception_torch_preprocessing_is_pytorch_fids():
+    """resize="torch": F.interpolate(bilinear, align_corners=False, no antialias) to 299, then 2x − 1,
+    gray repeated to RGB; and exactly that tensor reaches the first conv layer."""
+    model = FIDInception(resize="torch").eval()
+    gray = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    rgb = gray.repeat(1, 3, 1, 1)
+    expected = 2 * F.interpolate(rgb, size=(299, 299), mode="bilinear", align_corners=False) - 1
+    torch.testing.assert_close(model.preprocess(gray), expected, rtol=0, atol=0)
+    assert float(model.preprocess(torch.ones(1, 1, 8, 8)).max()) == pytest.approx(1.0, abs=1e-6)  # [0, 1] -> [−1, 1]
+    seen = []
+    model.layers.conv.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    with torch.no_grad():
+        model.features(gray, batch_size=2, progress=False)
+    torch.testing.assert_close(seen[0], expected, rtol=0, atol=0)
+    at_299 = torch.rand(1, 3, 299, 299, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(model.preprocess(at_299), 2 * at_299 - 1, rtol=0, atol=1e-7)
+
+
+def test_inception_tf1_preprocessing_is_unchanged_and_the_default():
+    model = FIDInception()
+    assert model.resize == "tf1"
+    x = torch.rand(2, 3, 11, 7, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    expected = torch.stack([torch.from_numpy(tf1_resize_numpy(image.numpy())) for image in x]) * 255 / 128 - 1
+    torch.testing.assert_close(model.preprocess(x), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(model.preprocess(x), tf_resize(x) * (255 / 128) - 1, rtol=0, atol=0)
+    torch_mode = FIDInception(resize="torch").preprocess(x)
+    assert (torch_mode - model.preprocess(x)).abs().max() > 0.01  # the two mappings differ
+
+
+def test_inception_bad_resize_is_a_one_line_error():
+    for call in (lambda: FIDInception(resize="pil"), lambda: load_inception(resize="TF1"),
+                 lambda: get_extractor("inception", resize="bilinear")):
+        with pytest.raises(InputError, match="inception resize must be one of 'tf1', 'torch'") as info:
+            call()
+        assert "\n" not in str(info.value)
+
+
+@needs_inception
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_inception_torch_resize_features_match_the_port_on_pytorch_fid_input():
+    model = get_extractor("inception", resize="torch")
+    assert isinstance(model, FIDInception) and model.resize == "torch"
+    x = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(5))
+    port = torch.jit.load(str(package_weights()), map_location="cpu").eval()
+    with torch.no_grad():
+        expected = port(2 * F.interpolate(x.repeat(1, 3, 1, 1), size=(299, 299), mode="bilinear",
+                                          align_corners=False) - 1)
+    torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_inception_bad_weight_files(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from torch import nn
 
 from genrep.errors import InputError
 from genrep.metrics import frechet as fid_module
+from genrep.metrics import prd_curves
 from genrep.metrics.frechet import FID, fid, fid_from_stats
 from genrep.metrics.improved_pr import ImprovedPrecisionRecall, improved_precision_recall
 from genrep.metrics.iscore import InceptionScore, inception_score
@@ -159,11 +160,11 @@ def test_inception_score_bounds():
 
 
 # ---------------------------------------------------------------- PRD and improved P&R
-@pytest.mark.parametrize("metric", ["prd", "improved"])
+@pytest.mark.parametrize("metric", ["prd", "prd-lloyd", "improved"])
 def test_precision_recall_on_constructed_distributions(metric):
     def score(real, fake):
-        if metric == "prd":
-            return prd(real=real, fake=fake, num_runs=3)
+        if metric.startswith("prd"):
+            return prd(real=real, fake=fake, num_runs=3, clustering="lloyd" if metric == "prd-lloyd" else "minibatch")
         return improved_precision_recall(real=real, fake=fake)
 
     real, same = mixture(2000, 10, dim=2, seed=12), mixture(2000, 10, dim=2, seed=13)
@@ -191,12 +192,116 @@ def test_prd_defaults_curve_and_balance():
         prd(real, fake)  # keyword-only: real= and fake= cannot be swapped by position
 
 
+def record_fits(monkeypatch, name):
+    """Replace scikit-learn's `name` ("MiniBatchKMeans" or "KMeans") inside genrep's PRD by a factory
+    that builds the real estimator and records, for every fit: the constructor arguments, the data,
+    the labels and the inertia. Returns the list of records."""
+    import sklearn.cluster
+
+    records = []
+
+    def factory(**kwargs):
+        model = getattr(sklearn.cluster, name)(**kwargs)
+        fit = model.fit
+
+        def recording_fit(x):
+            fitted = fit(x)
+            records.append({"kwargs": kwargs, "data": np.array(x), "labels": fitted.labels_.copy(),
+                            "inertia": fitted.inertia_})
+            return fitted
+
+        model.fit = recording_fit
+        return model
+
+    monkeypatch.setattr(prd_curves, name, factory)
+    return records
+
+
+def brute_prd(label_runs, n_real, *, k=20, num_angles=1001, beta=8):
+    """PRD (precision, recall) from given clusterings of [real; fake], written out loop by loop as
+    compare_gan's prd_score.py computes it: np.histogram densities (eval = fake, ref = real), one
+    curve per run over the angle grid, averaged, then max F_{1/β} and max F_β."""
+    runs = []
+    for labels in label_runs:
+        ref = np.histogram(labels[:n_real], bins=k, range=(0, k), density=True)[0]
+        ev = np.histogram(labels[n_real:], bins=k, range=(0, k), density=True)[0]
+        curve = []
+        for theta in np.linspace(1e-10, math.pi / 2 - 1e-10, num_angles):
+            slope = math.tan(theta)
+            alpha = sum(min(slope * ref[w], ev[w]) for w in range(k))
+            curve.append((alpha, alpha / slope))
+        runs.append(curve)
+    mean = np.mean(runs, axis=0)  # num_angles × 2
+
+    def max_f(b):
+        return max((1 + b * b) * a * r / (b * b * a + r + 1e-10) for a, r in mean)
+
+    return max_f(1 / beta), max_f(beta)
+
+
+def test_prd_default_is_minibatch_kmeans_on_the_union_as_the_protocol(monkeypatch):
+    """MiniBatchKMeans(n_clusters=20, n_init=10) fitted 10 times on [real subsample; fake], each with
+    its own seeded random_state; no full-batch KMeans; the numbers follow from its labels exactly."""
+    minibatch = record_fits(monkeypatch, "MiniBatchKMeans")
+    lloyd = record_fits(monkeypatch, "KMeans")
+    real, fake = mixture(1500, 10, seed=30), mixture(1000, 5, seed=31, shift=0.5)
+    precision, recall = prd(real=real, fake=fake)
+    assert not lloyd and len(minibatch) == 10
+    for record in minibatch:
+        assert {k: record["kwargs"][k] for k in ("n_clusters", "n_init")} == {"n_clusters": 20, "n_init": 10}
+        data = record["data"]
+        assert data.shape == (2000, 4)  # the union: real subsampled without replacement to the fake count
+        assert data.dtype == np.float64  # as compare_gan
+        np.testing.assert_array_equal(data[1000:], fake)
+        real_rows = {tuple(row) for row in real}
+        assert all(tuple(row) in real_rows for row in data[:1000]) and len({tuple(r) for r in data[:1000]}) == 1000
+    states = [record["kwargs"]["random_state"] for record in minibatch]
+    assert len(set(states)) == 10 and all(isinstance(s, int) for s in states)
+    assert (precision, recall) == pytest.approx(brute_prd([r["labels"] for r in minibatch], 1000), abs=1e-9)
+    assert precision > 0.9 and recall == pytest.approx(0.5, abs=0.06)  # fake covers half the modes
+    minibatch.clear()
+    assert prd(real=real, fake=fake) == (precision, recall)  # the same seed: the same random_states
+    assert [r["kwargs"]["random_state"] for r in minibatch] == states
+    minibatch.clear()
+    prd(real=real, fake=fake, seed=1, num_runs=2)
+    assert [r["kwargs"]["random_state"] for r in minibatch] != states[:2]
+    minibatch.clear()
+    prd_curve(real=real, fake=fake, num_runs=1)  # every entry point defaults to the protocol's clustering
+    metric = PRD(num_runs=1)
+    metric.update(real=real, fake=fake)
+    metric.compute()
+    assert len(minibatch) == 2 and not lloyd
+
+
+def test_prd_lloyd_option_keeps_best_inertia_full_kmeans(monkeypatch):
+    minibatch = record_fits(monkeypatch, "MiniBatchKMeans")
+    lloyd = record_fits(monkeypatch, "KMeans")
+    real, fake = mixture(800, 10, seed=32), mixture(600, 5, seed=33, shift=0.5)
+    precision, recall = prd(real=real, fake=fake, num_runs=3, clustering="lloyd")
+    assert not minibatch and len(lloyd) == 3 * 10  # n_init = 10 k-means++ seedings per run, Lloyd from each
+    assert all(r["kwargs"]["n_init"] == 1 and r["kwargs"]["init"].shape == (20, 4) for r in lloyd)
+    best = [min(lloyd[i:i + 10], key=lambda r: r["inertia"])["labels"] for i in range(0, 30, 10)]
+    assert (precision, recall) == pytest.approx(brute_prd(best, 600), abs=1e-9)
+    assert PRD(num_runs=3, clustering="lloyd").options["clustering"] == "lloyd"
+
+
+def test_prd_bad_clustering_is_a_one_line_error():
+    real = mixture(100, 10, seed=34)
+    for call in (lambda: prd(real=real, fake=real, clustering="kmeans"),
+                 lambda: prd_curve(real=real, fake=real, clustering="Lloyd"),
+                 lambda: PRD(clustering="mini-batch")):
+        with pytest.raises(InputError, match="prd clustering must be one of 'minibatch', 'lloyd'") as info:
+            call()
+        assert "\n" not in str(info.value)
+
+
 # ---------------------------------------------------------------- metric classes
 def class_cases():
     return [
         (lambda: FID(4), lambda r, f: fid(r, f)),
         (lambda: KID(subsets=5, subset_size=200), lambda r, f: kid(r, f, subsets=5, subset_size=200)),
         (lambda: PRD(num_runs=2), lambda r, f: prd(real=r, fake=f, num_runs=2)),
+        (lambda: PRD(num_runs=2, clustering="lloyd"), lambda r, f: prd(real=r, fake=f, num_runs=2, clustering="lloyd")),
         (lambda: ImprovedPrecisionRecall(), lambda r, f: improved_precision_recall(real=r, fake=f)),
     ]
 

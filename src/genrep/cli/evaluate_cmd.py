@@ -16,6 +16,11 @@ def register(commands) -> None:
     p.add_argument("--fake", required=True, help="run folder, samples .npz (key 'images') or a folder of images")
     p.add_argument("--metrics", default="fid,prd,ipr", help=f"comma-separated, from: {', '.join(ALL_METRICS)}")
     p.add_argument("--features", default="lenet", help="lenet (trained per dataset), inception, or a .pt file")
+    p.add_argument("--inception-resize", default="tf1", metavar="tf1|torch",
+                   help="Inception input mapping: tf1 (the TF FID graph's resize and range, default) or torch "
+                        "(pytorch-fid's interpolate + 2x-1, what the authors' reference code used)")
+    p.add_argument("--prd-clustering", default="minibatch", metavar="minibatch|lloyd",
+                   help="PRD k-means: minibatch (MiniBatchKMeans, the published protocol, default) or lloyd")
     p.add_argument("--n", type=int, default=None, help="images per set (default: the real split, at most 10000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out", default=None, help="JSON path (default RUN/eval_DATASET.json or eval.json)")
@@ -34,7 +39,8 @@ def evaluate_cmd(args) -> int:
     default = fake / f"eval_{parse_real(args.real)[0]}.json" if (fake / "config.yaml").is_file() else Path("eval.json")
     out = output_file(args.out if args.out else default)  # before computing: parents made, a bad path fails fast
     result = evaluate(args.real, args.fake, metrics=metrics, features=args.features,
-                      n=args.n, seed=args.seed, progress=not args.no_progress)
+                      n=args.n, seed=args.seed, progress=not args.no_progress,
+                      inception_resize=args.inception_resize, prd_clustering=args.prd_clustering)
     width = max(map(len, result))
     for key, value in result.items():  # the table first: if writing fails below, the numbers are on screen
         print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")

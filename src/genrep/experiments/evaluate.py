@@ -6,7 +6,10 @@ range to [0, 1]), an .npz file (`images`, uint8 or floats in [0, 1]) or a folder
 sets are cut to the same count `n` (default: the whole real split, at most 10,000), real rows
 chosen by a seeded permutation. Feature metrics (fid, kid, prd, ipr, sinkhorn) use one extractor
 (`lenet` per dataset, `inception`, or a TorchScript file); `is` needs the extractor's logits and
-`sfid` its spatial features. `channels` (calorimeter data) compares the 5 ZDC channels of raw
+`sfid` its spatial features. The Inception's input mapping is `inception_resize` ("tf1", the TF FID
+graph's, by default; "torch", pytorch-fid's, the authors' reference), named in the result whenever
+Inception features are used; PRD clusters with `prd_clustering` ("minibatch", the published
+protocol, by default; or "lloyd"). `channels` (calorimeter data) compares the 5 ZDC channels of raw
 photon counts: the Wasserstein distance always, the paired MAE when the fake images were
 generated from a run for the real particles.
 """
@@ -116,9 +119,17 @@ def _sample_run(run_dir: Path, real: ImageDataset, *, seed: int, batch_size: int
 
 
 def evaluate(real_spec: str, fake_source: str, *, metrics: list[str], features="lenet",
-             n: int | None = None, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+             n: int | None = None, seed: int = 0, progress: bool = True, inception_resize: str = "tf1",
+             prd_clustering: str = "minibatch") -> dict[str, Any]:
     """Compute `metrics` between `real_spec` ("name[:split]") and `fake_source`; returns a flat dict.
-    `features`: "lenet", "inception", a TorchScript file, or a FeatureExtractor instance."""
+    `features`: "lenet", "inception", a TorchScript file, or a FeatureExtractor instance;
+    `inception_resize`: "tf1" | "torch" (the "inception" extractor's input mapping);
+    `prd_clustering`: "minibatch" | "lloyd" (see genrep.metrics.prd_curves)."""
+    from genrep.metrics.features.inception import RESIZES, FIDInception
+    from genrep.metrics.prd_curves import CLUSTERINGS
+
+    _check_choice("--inception-resize", inception_resize, RESIZES)  # before any data is loaded: fail fast
+    _check_choice("--prd-clustering", prd_clustering, CLUSTERINGS)
     name, split = parse_real(real_spec)
     real = choose_real(load_dataset(name, split, **_data_options_of_run(fake_source)), n, seed)
     _check_sample_count(metrics, len(real))  # before sampling and extracting: fail in seconds, not minutes
@@ -126,15 +137,24 @@ def evaluate(real_spec: str, fake_source: str, *, metrics: list[str], features="
     result: dict[str, Any] = {"real": f"{name}:{split}", "fake": fake.source, "n": len(real), "seed": seed}
     kinds = _feature_kinds(metrics)
     if kinds:
-        extractor = resolve_extractor(features, name, real.images[:2])
+        extractor = resolve_extractor(features, name, real.images[:2], inception_resize=inception_resize)
         result["features"] = extractor.name
+        if isinstance(extractor, FIDInception):
+            result["inception_resize"] = extractor.resize
+        if "prd" in metrics:
+            result["prd_clustering"] = prd_clustering
         real_kinds = tuple(k for k in kinds if k != "logits")  # IS needs the generated images only
         f_real = extractor.features(real.images, progress=progress, kind=real_kinds) if real_kinds else {}
         f_fake = extractor.features(fake.images, progress=progress, kind=kinds)
-        result.update(_feature_metrics(metrics, f_real, f_fake, seed=seed))
+        result.update(_feature_metrics(metrics, f_real, f_fake, seed=seed, prd_clustering=prd_clustering))
     if "channels" in metrics:
         result.update(_channel_metrics(real, fake))
     return result
+
+
+def _check_choice(flag: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"{flag} must be one of {', '.join(valid)}; got {value!r}")
 
 
 def _check_sample_count(metrics: list[str], n: int) -> None:
@@ -157,14 +177,17 @@ def _feature_kinds(metrics: list[str]) -> tuple[str, ...]:
     return tuple(kinds)
 
 
-def resolve_extractor(features, dataset: str, probe: torch.Tensor):
-    """`lenet` (trained on `dataset`), `inception`, a TorchScript file mapping [0, 1] images to
-    N×D features (D read off a probe batch), or a FeatureExtractor passed as it is."""
+def resolve_extractor(features, dataset: str, probe: torch.Tensor, *, inception_resize: str = "tf1"):
+    """`lenet` (trained on `dataset`), `inception` (with input mapping `inception_resize`), a
+    TorchScript file mapping [0, 1] images to N×D features (D read off a probe batch), or a
+    FeatureExtractor passed as it is."""
     from genrep.metrics import FeatureExtractor, get_extractor, wrap_module
 
     if isinstance(features, FeatureExtractor):
         return features
-    if features in ("lenet", "inception"):
+    if features == "inception":
+        return get_extractor(features, resize=inception_resize)
+    if features == "lenet":
         return get_extractor(features, dataset=dataset)
     path = Path(features)
     if not path.is_file():
@@ -192,7 +215,8 @@ def resolve_extractor(features, dataset: str, probe: torch.Tensor):
     return wrap_module(module, path.stem, dim)
 
 
-def _feature_metrics(metrics: list[str], f_real: dict, f_fake: dict, *, seed: int) -> dict[str, float]:
+def _feature_metrics(metrics: list[str], f_real: dict, f_fake: dict, *, seed: int,
+                     prd_clustering: str = "minibatch") -> dict[str, float]:
     from genrep import metrics as M
 
     out: dict[str, float] = {}
@@ -201,7 +225,8 @@ def _feature_metrics(metrics: list[str], f_real: dict, f_fake: dict, *, seed: in
     if "kid" in metrics:
         out["kid"], out["kid_std"] = M.kid(f_real["features"], f_fake["features"], seed=seed)
     if "prd" in metrics:
-        out["prd_precision"], out["prd_recall"] = M.prd(real=f_real["features"], fake=f_fake["features"], seed=seed)
+        out["prd_precision"], out["prd_recall"] = M.prd(real=f_real["features"], fake=f_fake["features"], seed=seed,
+                                                        clustering=prd_clustering)
     if "ipr" in metrics:
         out["precision"], out["recall"] = M.improved_precision_recall(real=f_real["features"],
                                                                       fake=f_fake["features"], k=3)

