@@ -170,7 +170,7 @@ def test_unknown_classifier_is_a_one_line_error_naming_the_valid_ones():
         with pytest.raises(ConfigError, match=r"^ClassifierSettings|^GRSettings") as error:
             make(classifier="resnet")
         assert str(error.value).count("\n") == 0
-        assert "classifier must be one of lenet5, lenetg; got 'resnet'" in str(error.value)
+        assert "classifier must be one of lenet5, lenetg, mlp; got 'resnet'" in str(error.value)
 
 
 def test_distill_temperature_is_checked():

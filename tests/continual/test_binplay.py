@@ -365,5 +365,5 @@ def test_binplay_classifier_is_a_setting_recorded_in_the_state(scenario):
     legacy = other.state_dict()
     del legacy["classifier_arch"]  # saved before the setting existed: LeNet-5
     other.load_state_dict(legacy)
-    with pytest.raises(ConfigError, match="classifier must be one of lenet5, lenetg; got 'vgg'"):
+    with pytest.raises(ConfigError, match="classifier must be one of lenet5, lenetg, mlp; got 'vgg'"):
         BinPlay(classifier="vgg")

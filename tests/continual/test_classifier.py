@@ -160,12 +160,12 @@ def test_lenetg_layers_are_the_references():
 
 
 def test_classifiers_are_chosen_by_name():
-    assert set(CLASSIFIERS) == {"lenet5", "lenetg"}
+    assert set(CLASSIFIERS) == {"lenet5", "lenetg", "mlp"}
     for name in CLASSIFIERS:
         model = build_classifier(name, (1, 28, 28), 10, width=1)
         assert model.arch == name and model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
     assert isinstance(build_classifier("lenetg", (1, 28, 28), 10), LeNetG)
-    with pytest.raises(InputError, match="unknown classifier 'resnet'; valid: lenet5, lenetg"):
+    with pytest.raises(InputError, match="unknown classifier 'resnet'; valid: lenet5, lenetg, mlp"):
         build_classifier("resnet", (1, 28, 28), 10)
 
 
@@ -265,3 +265,113 @@ def test_fit_classifier_applies_the_temperature_to_the_replayed_rows_only(loss, 
         assert torch.equal(a, b) if T == 1 else torch.allclose(a, b, atol=1e-6)
     with pytest.raises(InputError, match="replay_temperature must be > 0"):
         fit_classifier(model, images, labels, epochs=1, replay_temperature=-1.0)
+
+
+# -- the "mlp" classifier and van de Ven & Tolias' schedule (iterations, active classes, kept optimiser) -------
+
+
+def test_mlp_classifier_is_van_de_vens_solver():
+    from genrep.continual.classifier import MLPClassifier
+
+    model = build_classifier("mlp", (1, 28, 28), 10)
+    assert isinstance(model, MLPClassifier) and model.arch == "mlp"
+    assert sum(p.numel() for p in model.parameters()) == 784 * 400 + 400 + 400 * 400 + 400 + 400 * 10 + 10 == 478_410
+    kinds = [type(m) for m in model.modules() if not isinstance(m, (nn.Sequential, MLPClassifier))]
+    assert kinds == [nn.Flatten, nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]  # no batch norm, no dropout
+    assert [m.out_features for m in model.modules() if isinstance(m, nn.Linear)] == [400, 400, 10]
+    assert model(torch.rand(5, 1, 28, 28)).shape == (5, 10)
+    wide = build_classifier("mlp", (3, 32, 32), 4, width=2)  # any C×H×W is flattened; width scales the units
+    assert [m.out_features for m in wide.modules() if isinstance(m, nn.Linear)] == [800, 800, 4]
+    assert wide.features[1].in_features == 3 * 32 * 32 and wide(torch.rand(2, 3, 32, 32)).shape == (2, 4)
+    with pytest.raises(InputError, match="expects images"):
+        model(torch.rand(2, 1, 28, 27))
+
+
+def record_batches(model):
+    sizes = []
+    model.register_forward_hook(lambda module, args, out: sizes.append(len(args[0])))
+    return sizes
+
+
+def test_iterations_train_exactly_that_many_full_batches_reshuffled_every_pass():
+    from genrep.continual.seeding import full_batches
+
+    images, labels = quadrant_problem(n=50)
+    model = Linear(4)
+    model.layer = nn.Linear(64, 4)
+    sizes = record_batches(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    history = fit_classifier(model, images, labels, epochs=99, batch_size=16, iterations=7, optimizer=optimizer,
+                             generator=torch.Generator().manual_seed(0))
+    assert sizes == [16] * 7  # full batches only: 3 per pass of 50 rows, the 2 left over dropped
+    assert optimizer.state[model.layer.weight]["step"] == 7 and len(history) == 3  # passes of 3, 3, 1 batches
+    batches = list(full_batches(50, 16, 7, torch.Generator().manual_seed(0)))
+    assert len(batches) == 7 and all(len(b) == 16 for b in batches)
+    for first in (0, 3):  # within a pass no row repeats; the second pass is a new permutation
+        assert len(torch.cat(batches[first:first + 3]).unique()) == 48
+    assert not torch.equal(torch.cat(batches[:3]), torch.cat(batches[3:6]))
+    with pytest.raises(InputError, match="need >= batch_size images"):
+        fit_classifier(model, images[:10], labels[:10], batch_size=16, iterations=3)
+
+
+def test_active_classes_cut_the_loss_to_those_units_and_the_others_get_no_gradient():
+    from genrep.continual.seeding import full_batches
+
+    images, labels = quadrant_problem(n=64)
+    new = labels < 2
+    past_x, past_y = images[~new][:8], torch.tensor([[0.7, 0.3, 0.0, 0.0]]).repeat(8, 1)
+    replay = {"replay": lambda n: (past_x[:n], past_y[:n]), "replay_ratio": 0.5, "replay_temperature": 2.0}
+    torch.manual_seed(0)
+    start = Linear(4)
+    start.layer = nn.Linear(64, 4)
+    model, grads = copy.deepcopy(start), []
+    model.layer.weight.register_hook(lambda g: grads.append(g.clone()))
+    fit_classifier(model, images[new], labels[new], batch_size=8, iterations=5, loss="ce", active_classes=[1, 0],
+                   generator=torch.Generator().manual_seed(0), **replay)
+    assert len(grads) == 5 and all((g[2:] == 0).all() and (g[:2] != 0).any() for g in grads)
+    assert torch.equal(model.layer.weight[2:], start.layer.weight[2:]) and \
+        torch.equal(model.layer.bias[2:], start.layer.bias[2:])  # the inactive units did not move
+    # one step is the formula over the active units only: CE on the new rows, T²·KD on the replayed ones
+    one = copy.deepcopy(start)
+    history = fit_classifier(one, images[new], labels[new], batch_size=8, iterations=1, loss="ce",
+                             active_classes=[0, 1], generator=torch.Generator().manual_seed(0), **replay)
+    order = next(full_batches(int(new.sum()), 8, 1, torch.Generator().manual_seed(0)))
+    manual = copy.deepcopy(start)
+    z_new, z_old = manual(images[new][order])[:, :2], manual(past_x)[:, :2]
+    loss = 0.5 * torch.nn.functional.cross_entropy(z_new, labels[new][order]) + \
+        0.5 * 4 * -(past_y[:, :2] * (z_old / 2).log_softmax(1)).sum(1).mean()
+    assert history == [pytest.approx(loss.item(), rel=1e-6)]
+    optimizer = torch.optim.Adam(manual.parameters(), lr=2e-3)
+    loss.backward()
+    optimizer.step()
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(one.parameters(), manual.parameters()))
+    # without active classes every unit learns (the inactive ones are pushed down)
+    full = copy.deepcopy(start)
+    fit_classifier(full, images[new], labels[new], batch_size=8, iterations=5, loss="ce",
+                   generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(full.layer.weight[2:], start.layer.weight[2:])
+    with pytest.raises(InputError, match=r"active_classes must be classes in \[0, 4\)"):
+        fit_classifier(model, images, labels, epochs=1, active_classes=[0, 4])
+    with pytest.raises(InputError, match="outside active_classes"):
+        fit_classifier(model, images, labels, epochs=1, active_classes=[0, 1])
+
+
+def test_a_kept_optimizer_carries_its_state_between_calls():
+    images, labels = quadrant_problem(n=64)
+    torch.manual_seed(0)
+    model = Linear(4)
+    model.layer = nn.Linear(64, 4)
+    twice, once = copy.deepcopy(model), copy.deepcopy(model)
+    optimizer = torch.optim.Adam(twice.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        fit_classifier(twice, images, labels, batch_size=32, iterations=2, optimizer=optimizer, generator=g)
+    assert optimizer.state[twice.layer.weight]["step"] == 4
+    # the same as one call of 4 iterations over the same batches (2 full batches per pass)
+    fit_classifier(once, images, labels, batch_size=32, iterations=4, lr=1e-3, generator=torch.Generator().manual_seed(0))
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(once.parameters(), twice.parameters()))
+    fresh = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):  # a fresh Adam per call (the default) restarts its moments: another result
+        fit_classifier(fresh, images, labels, batch_size=32, iterations=2, lr=1e-3, generator=g)
+    assert not all(torch.allclose(a, b, atol=1e-7) for a, b in zip(fresh.parameters(), twice.parameters()))

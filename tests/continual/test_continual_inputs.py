@@ -76,7 +76,8 @@ def test_resume_with_changed_settings_is_refused_and_leaves_the_run_as_it_was(tm
     assert not (tmp_path / "summary.json").exists()
 
     summary = run(tmp_path, overrides={"epochs": 2, "progress": False}, resume=True)  # the same settings resume
-    assert len(summary["per_seed"][0]["final_row"]) == 5 and summary["settings"] == {"epochs": 2, "progress": False}
+    assert len(summary["per_seed"][0]["final_row"]) == 5  # the settings shown: the scale's classifier + --set
+    assert summary["settings"] == {"classifier": "lenet5", "epochs": 2, "progress": False}
 
 
 def test_cli_resume_with_changed_settings_names_each_key(finished, capsys):
@@ -200,8 +201,9 @@ def test_cli_bad_set_value_is_one_line_before_any_work(tmp_path, capsys):
 
 
 def test_unknown_set_key_names_the_allowed_keys(capsys, tmp_path):
-    with pytest.raises(ConfigError, match=r"--set buffer_size=3: unknown setting of finetune; valid: epochs, "
-                                          r"batch_size, lr, loss, width, device, progress$"):
+    with pytest.raises(ConfigError, match=r"--set buffer_size=3: unknown setting of finetune; valid: classifier, "
+                                          r"epochs, batch_size, lr, loss, width, iterations, active_classes, "
+                                          r"reset_optimizer, device, progress$"):
         recipe.learner_settings("finetune", "smoke", {"buffer_size": 3})
     code, err = cli(capsys, "binplay", "--scenario", SCENARIO, "--out", str(tmp_path / "x"), "--set", "epoch=3")
     assert code == 2 and "--set epoch=3: unknown setting of binplay; valid: n_bits, task_bits" in err

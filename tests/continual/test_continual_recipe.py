@@ -58,7 +58,7 @@ def test_every_method_of_a_scale_uses_the_same_classifier(scale, classifier):
         learner = recipe.learner_from_settings(method, recipe.learner_settings(method, scale))
         assert learner.settings.classifier == classifier
     assert recipe.learner_settings("er", "cpu", {"classifier": "lenetg"}).classifier == "lenetg"
-    with pytest.raises(ConfigError, match=r"--set classifier=resnet: must be one of lenet5, lenetg$"):
+    with pytest.raises(ConfigError, match=r"--set classifier=resnet: must be one of lenet5, lenetg, mlp$"):
         recipe.learner_settings("gr", scale, {"classifier": "resnet"})
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def register(commands) -> None:
-    from genrep.experiments.continual import METHODS, SCALES, settings_help
+    from genrep.experiments.continual import METHODS, PROTOCOL_METHODS, PROTOCOLS, SCALES, settings_help
 
     p = commands.add_parser(
         "continual", help="run a continual-learning method on a scenario (task × time matrix)",
@@ -12,6 +12,7 @@ def register(commands) -> None:
                     "write per seed OUT/seedS/{results.json, heatmap.png, curves.png, checkpoint.pt} and "
                     "OUT/summary.json (average accuracy after the last task, mean ± SEM over seeds).",
         epilog=f"settings for --set: {settings_help()}")
+    vdv = ", ".join(PROTOCOL_METHODS["van-de-ven"])
     p.add_argument("method", choices=METHODS, help="binplay (thesis ch. 8), gr (generative replay with a VAE), "
                    "gr-distill, er (experience replay, reservoir buffer), finetune (lower bound), joint (upper bound)")
     p.add_argument("--scenario", default="split-mnist",
@@ -19,6 +20,13 @@ def register(commands) -> None:
                         "dirichlet-mnist, dirichlet-fashion-mnist, calorimeter-energy, mnist-fashion-mnist")
     p.add_argument("--scale", default="smoke", choices=SCALES,
                    help="smoke (300 images per task, seconds), cpu (full data, 2 cores), paper (published settings)")
+    p.add_argument("--protocol", default="shared", choices=tuple(PROTOCOLS),
+                   help="shared (default): Table 8.4.1's shared-classifier protocol (the scale's LeNet, 15 epochs of "
+                        "batch 120, fresh Adam 2e-3 every task, MSE on the softmax, all output units); van-de-ven: "
+                        "van de Ven & Tolias' (2019) code's protocol (MLP 784-400-400-10, 2000 iterations of batch "
+                        "128 per task, one Adam 1e-3 kept across tasks, cross-entropy over the classes seen so far, "
+                        "VAE 784-400-400-z100 for 2000 iterations, T = 2 for gr-distill; 100 iterations at smoke), "
+                        f"for {vdv}; applied after --scale and before --set (genrep.experiments.continual.PROTOCOLS)")
     p.add_argument("--seeds", default="1", help="N: seeds 0..N-1 (default 1); or a list such as 1,2 or 2, (to run "
                    "one folder's seeds in parallel processes; then --seeds N --resume writes the summary of all)")
     p.add_argument("--out", default=None, help="folder (default runs/continual/METHOD-SCENARIO-SCALE)")
@@ -34,14 +42,16 @@ def register(commands) -> None:
 def continual_cmd(args) -> int:
     from genrep.experiments.continual import check_resumable, describe, learner_settings, parse_overrides, run_method
 
-    out = args.out or f"runs/continual/{args.method}-{args.scenario}-{args.scale}"
+    suffix = "" if args.protocol == "shared" else f"-{args.protocol}"
+    out = args.out or f"runs/continual/{args.method}-{args.scenario}-{args.scale}{suffix}"
     overrides = parse_overrides(args.overrides, parse=False)
-    learner_settings(args.method, args.scale, overrides)  # a bad --set fails before the folder is looked at
+    # a bad --protocol or --set fails before the folder is looked at
+    learner_settings(args.method, args.scale, overrides, protocol=args.protocol)
     if args.resume:
         check_resumable(out)
     summary = run_method(args.method, args.scenario, scale=args.scale, seeds=args.seeds, out=out,
                          overrides=overrides, resume=args.resume, overwrite=args.overwrite,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, protocol=args.protocol)
     print(describe(summary))
     for row in summary["per_seed"]:
         final = " ".join(f"{100 * v:.1f}" for v in row["final_row"])

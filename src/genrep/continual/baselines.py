@@ -1,5 +1,5 @@
 """Classifier baselines of Table 8.4.1 on the `ContinualLearner` contract, all built on one base classifier
-chosen by name (`classifier`: "lenet5" | "lenetg", `genrep.continual.classifier.CLASSIFIERS`) and
+chosen by name (`classifier`: "lenet5" | "lenetg" | "mlp", `genrep.continual.classifier.CLASSIFIERS`) and
 `fit_classifier` (the base classifier and training settings of BinPlay, METHODS.md §4, so that the
 methods differ only in what they replay).
 
@@ -18,12 +18,16 @@ methods differ only in what they replay).
   temperature `distill_temperature` T for teacher and student alike, the replay loss × T² (T = 2 in
   van de Ven & Tolias; 1 by default, BinPlay's soft targets).
 
-Every task trains with a fresh Adam (no optimiser state carries over between tasks). Every learner is
-deterministic given `seed`: task k draws from its own seeded generator and global RNG stream, so
-training resumed from `state_dict()` after task k − 1 repeats an uninterrupted run. `memory_bytes()`
-follows Table 8.4.2's convention for every method: what the method keeps *to replay* between tasks —
-the VAE (GR), the buffer (ER), the stored training data (joint training), nothing (fine-tuning) — not
-the classifier, which every method has (frozen copies exist only during a task).
+By default every task trains with a fresh Adam for `epochs` passes over all K output units (Table 8.4.1's
+shared protocol). Three settings give van de Ven & Tolias' (2019) protocol instead (`--protocol van-de-ven`,
+`experiments/continual.py`): `iterations` (a fixed number of full batches per task), `active_classes="seen"`
+(the loss sees only the output units of the classes seen so far, the current task's included, for new and
+replayed rows) and `reset_optimizer=False` (one Adam for the classifier, and one for GR's generator, kept
+across tasks and in `state_dict`). Every learner is deterministic given `seed`: task k draws from its own
+seeded generator and global RNG stream, so training resumed from `state_dict()` after task k − 1 repeats an
+uninterrupted run. `memory_bytes()` follows Table 8.4.2's convention for every method: what the method
+keeps *to replay* between tasks — the VAE (GR), the buffer (ER), the stored training data (joint training),
+nothing (fine-tuning) — not the classifier, which every method has (frozen copies exist only during a task).
 """
 
 from __future__ import annotations
@@ -44,17 +48,26 @@ from genrep.continual.learner import (
     DEVICE, POSITIVE, ContinualLearner, Rule, SettingError, at_least, check_settings, module_bytes,
 )
 from genrep.continual.scenario import Scenario, Task
-from genrep.continual.seeding import seeded, stream_seed
+from genrep.continual.seeding import full_batches, seeded, stream_seed
 from genrep.errors import CheckpointError, ConfigError, DataError, InputError, TrainingDivergedError
 from genrep.models.vae import VAE, VAEConfig
+
+
+ACTIVE_CLASSES = ("all", "seen")  # the values of ClassifierSettings.active_classes
 
 
 @dataclasses.dataclass
 class ClassifierSettings:
     """Base-classifier training per task: BinPlay reference values (METHODS.md §4: Adam 2e-3, 15 epochs,
     batch 120, MSE on softmax outputs); `classifier` names the network (`CLASSIFIERS`: "lenet5", ours and
-    the default, or "lenetg", the reference's, which the `paper` scale picks); `width` scales its channels;
-    `seed` fixes everything. Every field is checked against its type and its `RULES` entry
+    the default, "lenetg", the reference's, which the `paper` scale picks, or "mlp", van de Ven & Tolias');
+    `width` scales its channels (units); `seed` fixes everything.
+
+    `iterations`: train this many full batches per task instead of `epochs` passes (`fit_classifier`);
+    `active_classes`: "all" (default: the loss sees all K output units) or "seen" (only the classes seen so
+    far, the current task's included, for new and replayed rows: van de Ven & Tolias' class-IL "active
+    classes"); `reset_optimizer`: True (default) a fresh Adam every task, False one Adam kept across tasks
+    (its state is part of `state_dict`). Every field is checked against its type and its `RULES` entry
     (`check_settings`): SettingError."""
 
     classifier: str = "lenet5"
@@ -63,13 +76,17 @@ class ClassifierSettings:
     lr: float = 2e-3
     loss: str = "mse-softmax"
     width: int = 1
+    iterations: int | None = None
+    active_classes: str = "all"
+    reset_optimizer: bool = True
     seed: int = 0
     device: str = "cpu"
     progress: bool = False
 
     RULES: ClassVar[dict[str, Rule]] = {"classifier": tuple(CLASSIFIERS), "epochs": at_least(1),
                                         "batch_size": at_least(2), "lr": POSITIVE,
-                                        "loss": LOSSES, "width": at_least(1), "seed": at_least(0), "device": DEVICE}
+                                        "loss": LOSSES, "width": at_least(1), "iterations": at_least(1),
+                                        "active_classes": ACTIVE_CLASSES, "seed": at_least(0), "device": DEVICE}
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -98,7 +115,9 @@ class ERSettings(ClassifierSettings):
 class GRSettings(ClassifierSettings):
     """Generator of van de Ven & Tolias (2018, 2019), whose code produced the GR / GR+distill rows of
     Table 8.4.1: a symmetric MLP VAE with 2 hidden layers of 400 units and a 100-d latent, Bernoulli
-    likelihood, Adam 1e-3, 2000 iterations of batch 128 per task. `distill`: soft replay targets, the
+    likelihood, Adam 1e-3, 2000 iterations of batch 128 per task (with `iterations` set: full batches only,
+    reshuffled when a pass runs out, as their loop; with `reset_optimizer=False` its Adam, too, is kept
+    across tasks). `distill`: soft replay targets, the
     frozen solver's softmax at temperature `distill_temperature` T (> 0; only with `distill`); the student's
     replay loss is taken at the same T and × T² (`classifier.sample_losses`). T = 1 (default) matches
     BinPlay's soft targets; van de Ven & Tolias (2019) use T = 2."""
@@ -123,6 +142,10 @@ class GRSettings(ClassifierSettings):
 
 
 _INIT, _TASK, _RESERVOIR, _REINIT, _GENERATOR_INIT = 0, 1, 100_000, 200_000, 300_000  # random stream offsets
+
+
+def _optimizer_state(optimizer: torch.optim.Optimizer | None) -> dict[str, Any] | None:
+    return copy.deepcopy(optimizer.state_dict()) if optimizer is not None else None
 
 
 def _index_stream(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
@@ -193,8 +216,10 @@ class _ClassifierLearner(ContinualLearner):
             raise ConfigError(f"{type(self).__name__} needs {self.Settings.__name__}, got {type(base).__name__}")
         self.settings = dataclasses.replace(base, **overrides)
         self.model: torch.nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None  # the kept Adam (reset_optimizer=False)
         self.tasks_seen = 0
         self.seen_classes: list[int] = []
+        self.active_classes: list[int] | None = None  # during learn(): the loss's output units (None: all)
 
     def setup(self, scenario: Scenario) -> None:
         if scenario.num_classes is None:
@@ -217,16 +242,30 @@ class _ClassifierLearner(ContinualLearner):
     def _fit(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, **replay: Any) -> None:
         s = self.settings
         fit_classifier(self.model, images, labels, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, loss=s.loss,
-                       generator=generator, progress=s.progress, **replay)
+                       generator=generator, progress=s.progress, iterations=s.iterations,
+                       active_classes=self.active_classes, optimizer=self._kept_optimizer(), **replay)
+
+    def _kept_optimizer(self) -> torch.optim.Optimizer | None:
+        """The classifier's Adam kept across tasks (made on first use), or None for a fresh one per task."""
+        if self.settings.reset_optimizer:
+            return None
+        if self.optimizer is None:
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.settings.lr)
+        return self.optimizer
 
     def learn(self, task: Task) -> None:
         self._check(task)
-        seed = stream_seed(self.settings.seed, _TASK + task.index)
-        with seeded(seed):
-            self._learn(task, torch.Generator().manual_seed(seed))
-        self.tasks_seen += 1
         classes = task.classes or tuple(task.train.labels.unique().tolist())
-        self.seen_classes = sorted(set(self.seen_classes) | {int(c) for c in classes})
+        seen = sorted(set(self.seen_classes) | {int(c) for c in classes})
+        self.active_classes = seen if self.settings.active_classes == "seen" else None
+        seed = stream_seed(self.settings.seed, _TASK + task.index)
+        try:
+            with seeded(seed):
+                self._learn(task, torch.Generator().manual_seed(seed))
+        finally:
+            self.active_classes = None
+        self.tasks_seen += 1
+        self.seen_classes = seen
 
     def _learn(self, task: Task, generator: torch.Generator) -> None:
         """Train on `task` (global RNG already seeded, `generator` for shuffling and replay draws)."""
@@ -239,7 +278,8 @@ class _ClassifierLearner(ContinualLearner):
     def state_dict(self) -> dict[str, Any]:
         self._check()
         return {"model": copy.deepcopy(self.model.state_dict()), "classifier": self.settings.classifier,
-                "tasks_seen": self.tasks_seen, "seen_classes": list(self.seen_classes)}
+                "tasks_seen": self.tasks_seen, "seen_classes": list(self.seen_classes),
+                "optimizer": _optimizer_state(self.optimizer)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check()
@@ -254,6 +294,25 @@ class _ClassifierLearner(ContinualLearner):
             raise CheckpointError(f"{type(self).__name__}: the saved classifier does not match this scenario/width "
                                   f"({str(error).splitlines()[0]})") from None
         self.tasks_seen, self.seen_classes = int(state["tasks_seen"]), [int(c) for c in state["seen_classes"]]
+        self.optimizer = self._restored_optimizer(state, "optimizer", self.model)
+
+    def _restored_optimizer(self, state: dict[str, Any], key: str, module: torch.nn.Module,
+                            lr: float | None = None) -> torch.optim.Optimizer | None:
+        """The kept Adam of `module` from `state[key]` (None where the state holds none); CheckpointError when
+        reset_optimizer=False and a state after a task lacks it."""
+        saved = state.get(key)
+        if saved is None:
+            if not self.settings.reset_optimizer and self.tasks_seen:
+                raise CheckpointError(f"{type(self).__name__}: reset_optimizer is false but the saved state holds "
+                                      f"no {key} state; resume with the settings it was saved with")
+            return None
+        optimizer = torch.optim.Adam(module.parameters(), lr=self.settings.lr if lr is None else lr)
+        try:
+            optimizer.load_state_dict(saved)
+        except (ValueError, KeyError) as error:
+            raise CheckpointError(f"{type(self).__name__}: the saved {key} state does not match "
+                                  f"({str(error).splitlines()[0]})") from None
+        return optimizer
 
     def memory_bytes(self) -> int:
         """Bytes kept to replay (the module docstring's convention): none here; subclasses add their store."""
@@ -279,8 +338,8 @@ class JointTraining(_ClassifierLearner):
     def _learn(self, task: Task, generator: torch.Generator) -> None:
         self.images = torch.cat([self.images, task.train.images.to(self.images)])
         self.labels = torch.cat([self.labels, task.train.labels.to(self.labels)])
-        if self.settings.from_scratch:
-            self.model = self._new_classifier(_REINIT + task.index)
+        if self.settings.from_scratch:  # a new network: a kept Adam (reset_optimizer=False) starts anew too
+            self.model, self.optimizer = self._new_classifier(_REINIT + task.index), None
         self._fit(self.images, self.labels, generator)
 
     def state_dict(self) -> dict[str, Any]:
@@ -344,6 +403,7 @@ class GenerativeReplay(_ClassifierLearner):
         config = VAEConfig(arch="mlp", latent_dim=s.latent_dim, hidden=list(s.hidden))
         with seeded(stream_seed(s.seed, _GENERATOR_INIT)):
             self.vae = VAE(config, image_shape=scenario.image_shape, value_range=scenario.value_range).to(s.device)
+        self.gen_optimizer: torch.optim.Optimizer | None = None  # the VAE's kept Adam (reset_optimizer=False)
 
     def _learn(self, task: Task, generator: torch.Generator) -> None:
         previous = self.tasks_seen
@@ -373,9 +433,18 @@ class GenerativeReplay(_ClassifierLearner):
                          generator: torch.Generator) -> None:
         """Minimise r·L_VAE(new) + (1 − r)·L_VAE(samples of the frozen VAE), r = 1/(previous + 1)."""
         s = self.settings
-        optimizer = torch.optim.Adam(self.vae.parameters(), lr=s.gen_lr)
+        optimizer = self.gen_optimizer  # kept from the previous task (reset_optimizer=False), or None
+        if optimizer is None:
+            optimizer = torch.optim.Adam(self.vae.parameters(), lr=s.gen_lr)
+            self.gen_optimizer = None if s.reset_optimizer else optimizer
         self.vae.train()
-        batches = _index_stream(len(images), s.gen_batch_size, generator)
+        if s.iterations is not None:  # full batches only, as the classifier's (van de Ven & Tolias' shared loop)
+            if len(images) < s.gen_batch_size:
+                raise InputError(f"GR generator: full batches of gen_batch_size={s.gen_batch_size} need as many "
+                                 f"images; the task has {len(images)}")
+            batches = full_batches(len(images), s.gen_batch_size, s.gen_iters, generator)
+        else:
+            batches = _index_stream(len(images), s.gen_batch_size, generator)
         for step in range(s.gen_iters):
             index = next(batches)
             loss = self.vae({"x": images[index].to(s.device)}).loss
@@ -396,11 +465,13 @@ class GenerativeReplay(_ClassifierLearner):
         return self.vae.sample(n)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "vae": copy.deepcopy(self.vae.state_dict())}
+        return {**super().state_dict(), "vae": copy.deepcopy(self.vae.state_dict()),
+                "gen_optimizer": _optimizer_state(self.gen_optimizer)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.vae.load_state_dict(state["vae"])
+        self.gen_optimizer = self._restored_optimizer(state, "gen_optimizer", self.vae, self.settings.gen_lr)
 
     def memory_bytes(self) -> int:
         """The VAE's parameters and buffers (encoder and decoder: the generator is trained on, so both are

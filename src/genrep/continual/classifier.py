@@ -15,24 +15,30 @@ training loop.
   and 32×32 inputs), dropout 0.25 before the output layer. 108,238 parameters for MNIST and about 6×
   cheaper per training step than LeNetG on a CPU (benchmarks/RESULTS.md), which is why the `smoke` and
   `cpu` scales keep it; `paper` uses LeNetG for every method (`experiments/continual.py`).
+- "mlp" (`MLPClassifier`): the "solver" of van de Ven & Tolias (2019; their code's `Classifier` with
+  `--fc-layers=3 --fc-units=400`): flatten, 784 → 400 → 400 → K with ReLU, no batch norm, no dropout,
+  PyTorch's default `nn.Linear` init (theirs: U(±1/√fan_in), the same distribution). 478,410 parameters
+  for MNIST and 10 classes. The `--protocol van-de-ven` preset picks it (`experiments/continual.py`).
 
 Training (METHODS.md §4, reference): Adam 2e-3, 15 epochs per task, batch 120, loss = MSE between the
 softmax outputs and the (one-hot or soft) targets; `sample_losses` defines both losses and the
-distillation temperature of soft replay targets.
+distillation temperature of soft replay targets. `fit_classifier` also runs van de Ven & Tolias'
+schedule: a fixed number of full batches (`iterations`), the loss restricted to the `active_classes`
+output units, and an optimiser the caller keeps across tasks (`optimizer`).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from genrep.continual.seeding import shuffled_batches
+from genrep.continual.seeding import full_batches, shuffled_batches
 from genrep.errors import CheckpointError, InputError, TrainingDivergedError
 
 LOSSES = ("mse-softmax", "ce")
@@ -104,7 +110,34 @@ class LeNetG(nn.Module):
         return self.head(self.features(x))
 
 
-CLASSIFIERS: dict[str, type[nn.Module]] = {"lenet5": BaseClassifier, "lenetg": LeNetG}  # the one place naming them
+class MLPClassifier(nn.Module):
+    """van de Ven & Tolias' MLP solver ("mlp", see the module docstring): flatten, D → 400·`width` →
+    400·`width` → num_classes, ReLU, no batch norm, no dropout. images N×C×H×W → logits N×num_classes."""
+
+    arch = "mlp"
+
+    def __init__(self, image_shape: tuple[int, int, int], num_classes: int, *, width: int = 1, hidden: int = 400):
+        super().__init__()
+        self.image_shape = tuple(int(s) for s in image_shape)
+        if len(self.image_shape) != 3 or min(self.image_shape) < 1 or num_classes < 2 or width < 1 or hidden < 1:
+            raise InputError(f"MLPClassifier needs image_shape C×H×W, num_classes >= 2, width >= 1 and hidden >= 1; "
+                             f"got image_shape={tuple(image_shape)}, num_classes={num_classes}, width={width}, "
+                             f"hidden={hidden}")
+        self.num_classes = num_classes
+        units, inputs = hidden * width, math.prod(self.image_shape)
+        self.features = nn.Sequential(nn.Flatten(), nn.Linear(inputs, units), nn.ReLU(), nn.Linear(units, units),
+                                      nn.ReLU())
+        self.head = nn.Linear(units, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise InputError(f"MLPClassifier expects images N×{'×'.join(map(str, self.image_shape))}, "
+                             f"got {tuple(x.shape)}")
+        return self.head(self.features(x))
+
+
+CLASSIFIERS: dict[str, type[nn.Module]] = {"lenet5": BaseClassifier, "lenetg": LeNetG,
+                                           "mlp": MLPClassifier}  # the one place naming them
 LEGACY_CLASSIFIER = "lenet5"  # the classifier of learner states saved before they recorded one
 
 
@@ -161,14 +194,61 @@ def _target_matrix(targets: torch.Tensor, n: int, num_classes: int) -> torch.Ten
                      f"{num_classes}); got {tuple(targets.shape)} {targets.dtype}")
 
 
+def _passes(n: int, batch_size: int, epochs: int, iterations: int | None,
+            generator: torch.Generator | None) -> Iterator[list[torch.Tensor]]:
+    """The index batches of each pass over n rows: `epochs` passes of `shuffled_batches`, or (`iterations`
+    set) `full_batches` cut into passes of ⌊n / batch_size⌋ batches (the last pass may be shorter)."""
+    if iterations is None:
+        for _ in range(epochs):
+            yield shuffled_batches(n, batch_size, generator)
+        return
+    per_pass, stream = n // batch_size, full_batches(n, batch_size, iterations, generator)
+    for start in range(0, iterations, per_pass):
+        yield [next(stream) for _ in range(min(per_pass, iterations - start))]
+
+
+def _active_columns(active_classes: Sequence[int] | None, num_classes: int) -> torch.Tensor | None:
+    """The sorted output units of `active_classes` as an index tensor (None: all units); InputError if one is
+    not a class of the model."""
+    if active_classes is None:
+        return None
+    columns = sorted({int(c) for c in active_classes})
+    if not columns or columns[0] < 0 or columns[-1] >= num_classes:
+        raise InputError(f"fit_classifier: active_classes must be classes in [0, {num_classes}), got "
+                         f"{list(active_classes)}")
+    return torch.tensor(columns)
+
+
+def _restrict(logits: torch.Tensor, target: torch.Tensor, columns: torch.Tensor | None):
+    """(logits, targets) cut to the active output units; InputError if a target puts mass elsewhere."""
+    if columns is None:
+        return logits, target
+    columns = columns.to(logits.device)
+    kept = target.index_select(1, columns)
+    if (target.sum(1) - kept.sum(1)).abs().max() > 1e-6:
+        raise InputError(f"fit_classifier: targets put probability on classes outside active_classes "
+                         f"{columns.tolist()}")
+    return logits.index_select(1, columns), kept
+
+
 def fit_classifier(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, epochs: int = 15,
                    batch_size: int = 120, lr: float = 2e-3, loss: str = "mse-softmax",
                    weights: torch.Tensor | None = None, generator: torch.Generator | None = None,
                    replay: Callable[[int], tuple[torch.Tensor, torch.Tensor]] | None = None,
                    replay_ratio: float | None = 0.5, replay_temperature: float = 1.0,
-                   progress: bool = False) -> list[float]:
+                   iterations: int | None = None, active_classes: Sequence[int] | None = None,
+                   optimizer: torch.optim.Optimizer | None = None, progress: bool = False) -> list[float]:
     """Train `model` (images → logits N×K, K = `model.num_classes`) with a fresh Adam(`lr`) for `epochs`
     passes in shuffled mini-batches (shuffling drawn from `generator`).
+
+    iterations: train exactly this many mini-batches of `batch_size` instead (`epochs` is ignored): full
+    batches only, the rows reshuffled whenever a pass runs out (`seeding.full_batches`; van de Ven &
+    Tolias' `DataLoader(shuffle=True, drop_last=True)` remade when exhausted); needs n >= batch_size.
+    active_classes: the output units the loss sees (class-IL "active classes" of van de Ven & Tolias: all
+    classes seen so far, the current task's included): the logits and targets of new and replayed rows
+    alike are cut to these columns, so the other units get no gradient; targets must put no mass outside
+    them. None: all K units. optimizer: a caller-kept optimiser over `model`'s parameters, stepped
+    instead of a fresh Adam(`lr`) (its state carries over between calls; `lr` is then unused).
 
     targets: int64 labels (N,) or soft targets N×K (rows are probability vectors, e.g. a frozen
     teacher's softmax, Hinton et al. 2015). loss "mse-softmax": mean_k (softmax(f(x))_k − y_k)²
@@ -179,7 +259,8 @@ def fit_classifier(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
     ρ = `replay_ratio` (Shin et al. 2017, Eq. 1 with r = 1 − ρ), or the plain mean over the joined batch
     for ρ = None (experience replay, Chaudhry et al. 2019). `replay_temperature` T: the replayed samples'
     loss is `sample_losses(..., temperature=T)` (student softmax at T, × T²; their targets must be the
-    teacher's softmax at the same T), the new samples' stays at T = 1. Returns the mean loss of each epoch.
+    teacher's softmax at the same T), the new samples' stays at T = 1. Returns the mean loss of each epoch
+    (with `iterations`: of each pass of ⌊n / batch_size⌋ batches, the last possibly shorter).
     """
     if loss not in LOSSES:
         raise InputError(f"fit_classifier: loss must be one of {', '.join(LOSSES)}; got {loss!r}")
@@ -189,6 +270,9 @@ def fit_classifier(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
     if n < 2 or epochs < 0 or batch_size < 2:
         raise InputError(f"fit_classifier needs >= 2 images, epochs >= 0 and batch_size >= 2; got {n} images, "
                          f"epochs={epochs}, batch_size={batch_size}")
+    if iterations is not None and (iterations < 0 or n < batch_size):
+        raise InputError(f"fit_classifier: iterations must be >= 0 and need >= batch_size images (full batches "
+                         f"only); got iterations={iterations}, {n} images, batch_size={batch_size}")
     y = _target_matrix(targets, n, model.num_classes)
     if weights is not None and (weights.ndim != 1 or len(weights) != n):
         raise InputError(f"fit_classifier: weights must have shape ({n},), got {tuple(weights.shape)}")
@@ -197,18 +281,22 @@ def fit_classifier(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
     if not replay_temperature > 0:
         raise InputError(f"fit_classifier: replay_temperature must be > 0, got {replay_temperature}")
     device = next(model.parameters()).device
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    columns = _active_columns(active_classes, model.num_classes)
+    optimizer = optimizer if optimizer is not None else torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     history = []
-    for epoch in tqdm(range(epochs), desc="classifier", unit="epoch", disable=not progress, leave=False):
+    passes = _passes(n, batch_size, epochs, iterations, generator)
+    total_passes = epochs if iterations is None else -(-iterations // max(n // batch_size, 1))
+    for epoch, batches in tqdm(enumerate(passes), total=total_passes, desc="classifier", unit="epoch",
+                               disable=not progress, leave=False):
         total = 0.0
-        for index in shuffled_batches(n, batch_size, generator):
+        for index in batches:
             x, target = images[index].to(device), y[index].to(device)
             past_x, past_y = replay(len(index)) if replay is not None else (x[:0], target[:0])
             if len(past_x):
                 past_y = _target_matrix(past_y, len(past_x), model.num_classes).to(device)
                 x, target = torch.cat([x, past_x.to(device)]), torch.cat([target, past_y])
-            logits, k = model(x), len(index)
+            (logits, target), k = _restrict(model(x), target, columns), len(index)
             if replay_temperature == 1 or len(x) == k:
                 per_sample = sample_losses(logits, target, loss)
             else:  # the replayed rows at the distillation temperature
@@ -228,7 +316,7 @@ def fit_classifier(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
             batch_loss.backward()
             optimizer.step()
             total += batch_loss.item() * len(index)
-        history.append(total / n)
+        history.append(total / sum(len(index) for index in batches))
     return history
 
 

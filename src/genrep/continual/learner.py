@@ -293,8 +293,10 @@ def settings_dict(settings: Any) -> dict[str, Any]:
 
 
 # settings added after runs were stored, with the value every earlier run had implicitly: a stored record
-# that lacks one reads as that value (so older run folders and checkpoints still resume)
-ADDED_SETTINGS: dict[str, Any] = {"classifier": "lenet5", "distill_temperature": 1.0}
+# that lacks one reads as that value (so older run folders and checkpoints still resume); "protocol" is a key
+# of the run record (`experiments.continual.run_record`), the others are learner settings
+ADDED_SETTINGS: dict[str, Any] = {"classifier": "lenet5", "distill_temperature": 1.0, "iterations": None,
+                                  "active_classes": "all", "reset_optimizer": True, "protocol": "shared"}
 
 
 def with_added_settings(stored: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import torch
 
+from genrep.errors import InputError
+
 
 def stream_seed(seed: int, stream: int) -> int:
     """Seed of random stream `stream` (a learner's offset plus the task index) of a run seeded `seed`."""
@@ -30,3 +32,17 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator | None)
     if len(chunks) > 1 and len(chunks[-1]) == 1:
         chunks[-2:] = [torch.cat(chunks[-2:])]
     return chunks
+
+
+def full_batches(n: int, batch_size: int, iterations: int, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+    """`iterations` index batches of exactly `batch_size` rows out of n >= batch_size: a new permutation
+    whenever the previous one has no full batch left, its trailing partial batch dropped (PyTorch's
+    `DataLoader(shuffle=True, drop_last=True)` remade when exhausted, as van de Ven & Tolias train)."""
+    if n < batch_size:
+        raise InputError(f"full_batches needs n >= batch_size, got n={n}, batch_size={batch_size}")
+    per_pass, done = n // batch_size, 0
+    while done < iterations:
+        order = torch.randperm(n, generator=generator)
+        for b in range(min(per_pass, iterations - done)):
+            yield order[b * batch_size:(b + 1) * batch_size]
+        done += min(per_pass, iterations - done)

@@ -18,7 +18,27 @@ scale: "lenetg" (the BinPlay reference's LeNetG, 0.85 M parameters) at `paper`, 
 `smoke` and `cpu`, where LeNetG's ≈ 6× longer training steps would make a `cpu` run several times longer
 (benchmarks/RESULTS.md, "LeNetG"); `--set classifier=lenetg` picks it at any scale.
 
-A run folder keeps `config.json` (method, scenario, scale and every learner setting but the seed); a
+Protocols (`--protocol`, `PROTOCOLS`, applied on top of the scale's settings and before `--set`):
+- `shared` (default): Table 8.4.1's shared-classifier protocol above, the same for every method (the base
+  classifier of the scale, 15 epochs of batch 120, Adam 2e-3 fresh every task, MSE on the softmax, all
+  output units in the loss);
+- `van-de-ven`: the protocol of van de Ven & Tolias (2019) as their code runs it (GMvandeVen/continual-learning,
+  branch `preprints` a02db26, which produced the paper's split-MNIST figures): the "mlp" classifier
+  784-400-400-K, 2000 iterations of batch 128 per task (full batches, reshuffled when a pass runs out),
+  Adam 1e-3 kept across tasks (`reset_optimizer=False`, for the classifier and GR's generator alike),
+  cross-entropy, class-IL "active classes" = the classes seen so far including the current task for new
+  and replayed rows (`active_classes="seen"`); GR's VAE 784-400-400-z100 trained 2000 iterations of batch 128
+  with Adam 1e-3; `gr-distill` with temperature T = 2 (× T²). At `smoke` the iterations drop to 100
+  (`SMOKE_PROTOCOL`). Replay weighting (1/t for the new task) and replay targets (argmax or softmax(z/T) of the
+  frozen previous solver over the previous tasks' classes) are genrep's GR in either protocol. It applies to
+  every classifier learner (finetune, er, joint, gr, gr-distill) — for finetune / er / joint it is the same
+  classifier schedule, not a reproduction of their code's baselines — and not to binplay (a ConfigError).
+  Known differences from their code: genrep's MLP VAE (`models.networks.mlp`) uses LeakyReLU(0.2) where
+  theirs uses ReLU, and a log σ² head with a bias; its loss is the negative ELBO per image, theirs per pixel
+  (÷ 784: the same Adam steps up to Adam's ε); and the generator trains after the classifier on its own
+  batches instead of in the same loop on the same batches (the same distribution of batches).
+
+A run folder keeps `config.json` (method, scenario, scale, protocol and every learner setting but the seed); a
 resumed run, or another seed added to the folder, must have the same ones (`check_run_config`), and
 every seed's checkpoint stores its settings too (`run_scenario` refuses to resume with others).
 `--set` values are converted to the settings field's type and checked by the settings dataclass
@@ -49,6 +69,19 @@ SMOKE_BINPLAY = {"width": 8, "ae_epochs": 10, "warmup_epochs": 3, "decoder_epoch
 CPU_BINPLAY = {"width": 4, "ae_epochs": 3, "warmup_epochs": 1, "decoder_epochs": 15, "decoder_init": "autoencoder",
                "decoder_lr": 5e-3, "decoder_new_fraction": 0.5}
 TRAIN_LIMIT = {"smoke": 300, "cpu": None, "paper": None}
+# training protocols (`--protocol`, see the module docstring): settings per learner group, the one place naming
+# them; "classifier": every classifier learner, "gr": gr and gr-distill, "gr-distill": gr-distill only
+PROTOCOLS: dict[str, dict[str, dict[str, Any]]] = {
+    "shared": {},
+    "van-de-ven": {
+        "classifier": {"classifier": "mlp", "iterations": 2000, "batch_size": 128, "lr": 1e-3, "loss": "ce",
+                       "active_classes": "seen", "reset_optimizer": False},
+        "gr": {"latent_dim": 100, "hidden": (400, 400), "gen_iters": 2000, "gen_batch_size": 128, "gen_lr": 1e-3},
+        "gr-distill": {"distill_temperature": 2.0},
+    },
+}
+PROTOCOL_METHODS = {"shared": METHODS, "van-de-ven": ("gr", "gr-distill", "er", "finetune", "joint")}
+SMOKE_PROTOCOL = {"van-de-ven": {"iterations": 100, "gen_iters": 100}}  # the protocol's budget at `smoke`
 CONFIG = "config.json"  # the run folder's record of what defines the run
 
 
@@ -58,16 +91,33 @@ def check_choice(kind: str, value: str, choices) -> str:
     return value
 
 
-def method_settings(method: str, scale: str) -> dict[str, Any]:
-    """The settings overrides of `method` at `scale` (on top of the learner's defaults)."""
+def check_protocol(method: str, protocol: str) -> str:
+    """`protocol` if it is a key of `PROTOCOLS` that `method` takes; ConfigError otherwise."""
+    check_choice("protocol", protocol, PROTOCOLS)
+    if method not in PROTOCOL_METHODS[protocol]:
+        raise ConfigError(f"--protocol {protocol} is for {', '.join(PROTOCOL_METHODS[protocol])}, not {method}; "
+                          f"use --protocol shared")
+    return protocol
+
+
+def method_settings(method: str, scale: str, protocol: str = "shared") -> dict[str, Any]:
+    """The settings overrides of `method` at `scale` under `protocol` (on top of the learner's defaults): the
+    scale's, then the protocol's (`PROTOCOLS`), then the protocol's `smoke` budget (`SMOKE_PROTOCOL`)."""
     check_choice("method", method, METHODS)
     check_choice("scale", scale, SCALES)
+    check_protocol(method, protocol)
     if method == "binplay":
         return {"classifier": CLASSIFIER_BY_SCALE[scale],
                 **{"smoke": SMOKE_BINPLAY, "cpu": CPU_BINPLAY, "paper": {}}[scale]}
     settings = {"classifier": CLASSIFIER_BY_SCALE[scale], **CLASSIFIER[scale]}
-    if method in ("gr", "gr-distill"):
+    gr = method in ("gr", "gr-distill")
+    if gr:
         settings.update(GENERATOR[scale])
+    preset = PROTOCOLS[protocol]
+    for group in ("classifier", *(("gr",) if gr else ()), method):
+        settings.update(preset.get(group, {}))
+    if scale == "smoke":
+        settings.update({k: v for k, v in SMOKE_PROTOCOL.get(protocol, {}).items() if gr or not k.startswith("gen_")})
     return settings
 
 
@@ -113,10 +163,10 @@ def _make_settings(method: str, base: dict[str, Any], overrides: dict[str, Any] 
 
 
 def learner_settings(method: str, scale: str = "smoke", overrides: dict[str, Any] | None = None, *,
-                     seed: int = 0):
+                     seed: int = 0, protocol: str = "shared"):
     """The settings dataclass a `run_method` learner gets: the learner's defaults, `method_settings(method,
-    scale)`, `overrides` (the `--set` values, converted to the field types and checked), and `seed`."""
-    return _make_settings(method, method_settings(method, scale), overrides, seed)
+    scale, protocol)`, `overrides` (the `--set` values, converted to the field types and checked), and `seed`."""
+    return _make_settings(method, method_settings(method, scale, protocol), overrides, seed)
 
 
 def learner_from_settings(method: str, settings):
@@ -182,14 +232,14 @@ def seed_list(seeds: int | str | list[int]) -> list[int]:
     return list(seeds)
 
 
-def run_record(method: str, scenario: str, scale: str, settings) -> dict[str, Any]:
-    """What defines a run folder (config.json): method, scenario, scale, its training-set limit and every
-    learner setting but the seed (`settings`: the settings dataclass)."""
+def run_record(method: str, scenario: str, scale: str, settings, protocol: str = "shared") -> dict[str, Any]:
+    """What defines a run folder (config.json): method, scenario, scale, its training-set limit, the protocol
+    and every learner setting but the seed (`settings`: the settings dataclass)."""
     from genrep.continual.learner import settings_dict
 
     fields = {k: v for k, v in settings_dict(settings).items() if k != "seed"}
     return {"method": method, "scenario": scenario, "scale": scale, "train_limit": TRAIN_LIMIT[scale],
-            "settings": fields}
+            "protocol": protocol, "settings": fields}
 
 
 def _flat(record: dict[str, Any]) -> dict[str, Any]:
@@ -203,7 +253,7 @@ def _restoring_flags(stored: dict[str, Any], keys: list[str]) -> str:
         value = stored.get(key)
         if key == "method":
             flags.append(f"the method {value}")
-        elif key in ("scenario", "scale"):
+        elif key in ("scenario", "scale", "protocol"):
             flags.append(f"--{key} {value}")
         elif key != "train_limit" and key in stored:
             flags.append(f"--set {key}={_shown(value)}")
@@ -227,13 +277,15 @@ def check_run_config(out: str | Path, record: dict[str, Any], *, resume: bool) -
             from None
     new, unset = _flat(record), "<unset>"
     old = with_added_settings(_flat(stored), new)
-    run_keys = ("method", "scenario", "scale", "train_limit")
+    run_keys = ("method", "scenario", "scale", "protocol", "train_limit")
     keys = [*run_keys, *sorted((old.keys() | new.keys()) - set(run_keys))]
     differing = [k for k in keys if k not in RESUMABLE_SETTINGS and old.get(k, unset) != new.get(k, unset)]
     if not differing:
         return
     if "method" in differing:  # another learner: its settings differ by nature
         differing = ["method"]
+    elif "protocol" in differing:  # another protocol: its settings differ by nature
+        differing = [k for k in differing if k in ("scenario", "scale", "protocol")]
     elif "scale" in differing:  # the scale sets the training-set limit
         differing = [k for k in differing if k != "train_limit"]
     changes = "; ".join(f"{k} ({old.get(k, unset)!r} → {new.get(k, unset)!r})" for k in differing)
@@ -258,7 +310,7 @@ def check_resumable(out: str | Path) -> None:
 
 def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int | str | list[int] = 1,
                out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False, overwrite: bool = False,
-               progress: bool = True, log=print) -> dict[str, Any]:
+               progress: bool = True, log=print, protocol: str = "shared") -> dict[str, Any]:
     """Run `method` on `scenario` for `seed_list(seeds)` into out/seed{s} (each a `run_scenario`
     folder: checkpoint, results.json, heatmap.png, curves.png, and replay.png for generative replay)
     and write out/config.json (`run_record`) and out/summary.json with
@@ -267,7 +319,8 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
     (`ContinualLearner.memory_bytes`), taken from its final state. Finished seeds are reused with `resume`
     (a seed without a checkpoint starts; the CLI first checks `check_resumable`); settings that differ
     from the folder's config.json are refused (`check_run_config`). Per seed, `wall_time_s` is the
-    training time of all tasks and `run_s` the time in `run_scenario`, both summed over resumed segments."""
+    training time of all tasks and `run_s` the time in `run_scenario`, both summed over resumed segments.
+    `protocol`: a key of `PROTOCOLS` (module docstring), recorded in config.json and every checkpoint."""
     from genrep.continual.runner import check_out_dir, run_scenario
     from genrep.continual.scenarios import build_scenario
     from genrep.experiments.train import out_of_memory_as_error
@@ -275,10 +328,10 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
 
     check_choice("scale", scale, SCALES)
     seeds = seed_list(seeds)
-    base = learner_settings(method, scale, overrides)  # checks every --set value before any work
-    settings = {**method_settings(method, scale),
+    base = learner_settings(method, scale, overrides, protocol=protocol)  # checks every --set value before any work
+    settings = {**method_settings(method, scale, protocol),
                 **{k: getattr(base, k) for k in (overrides or {})}}
-    record = run_record(method, scenario, scale, base)
+    record = run_record(method, scenario, scale, base, protocol)
     out = Path(out)
     if resume and overwrite:
         raise ConfigError("--overwrite and --resume exclude each other")
@@ -296,7 +349,7 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
     for seed in seeds:
         try:
             with out_of_memory_as_error(f"running {method} on {scenario} (seed {seed})",
-                                        _memory_fix(method, scale, base)):
+                                        _memory_fix(method, scale, base, protocol)):
                 scenario_obj = build_scenario(scenario, seed=seed, limit=TRAIN_LIMIT[scale])
                 learner = learner_from_settings(method, dataclasses.replace(base, seed=seed))
                 result = run_scenario(learner, scenario_obj, out / f"seed{seed}", resume=resume, overwrite=overwrite,
@@ -313,7 +366,7 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
                          "run_s": round(result.run_time_s, 1),
                          "final_row": [float(v) for v in result.matrices["accuracy"][-1]]})
     accuracy = mean_sem([100 * r["average_accuracy"] for r in per_seed])
-    summary = {"method": method, "scenario": scenario, "scale": scale, "seeds": seeds,
+    summary = {"method": method, "scenario": scenario, "scale": scale, "protocol": protocol, "seeds": seeds,
                "settings": settings, "average_accuracy_percent": {"mean": accuracy[0], "sem": accuracy[1]},
                "memory_mb": max(r["memory_mb"] for r in per_seed),
                "wall_time_s": {"mean": sum(r["wall_time_s"] for r in per_seed) / len(seeds),
@@ -336,10 +389,10 @@ def discard_unstarted(new_folders: list[Path]) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _memory_fix(method: str, scale: str, settings) -> str:
+def _memory_fix(method: str, scale: str, settings, protocol: str = "shared") -> str:
     """What to lower when `method` ran out of memory: the numeric settings above the recipe's values
     at `scale` (largest ratio first), as "--set latent_dim=100000000 (smoke recipe 100)"."""
-    recipe = {**dataclasses.asdict(type(settings)()), **method_settings(method, scale)}
+    recipe = {**dataclasses.asdict(type(settings)()), **method_settings(method, scale, protocol)}
 
     def size(value):
         if isinstance(value, bool) or value is None:
@@ -383,7 +436,9 @@ def replay_picture(learner, scenario, path: Path, per_task: int = 10) -> Path | 
 def describe(summary: dict[str, Any]) -> str:
     """One line: method, scenario, accuracy mean ± SEM, memory, wall time."""
     acc = summary["average_accuracy_percent"]
-    return (f"{summary['method']} on {summary['scenario']} ({summary['scale']}, {len(summary['seeds'])} seed(s)): "
+    protocol = summary.get("protocol", "shared")
+    shown = "" if protocol == "shared" else f", protocol {protocol}"
+    return (f"{summary['method']} on {summary['scenario']} ({summary['scale']}{shown}, {len(summary['seeds'])} seed(s)): "
             f"average accuracy {acc['mean']:.1f} ± {acc['sem']:.1f} % (SEM), memory {summary['memory_mb']:.2f} MB, "
             f"{summary['wall_time_s']['mean']:.0f} s per run")
 
