@@ -131,6 +131,7 @@ def test_table_8_4_1_recipe_prints_published(tmp_path):
     assert er["memory_mb"] == 100 * (64 * 4 + 8) / 2**20  # the full 100-sample buffer of 8×8 float32 digits
     assert result["cells"]["finetune"]["split-digits"]["memory_mb"] == 0  # keeps nothing to replay
     assert "keeps to replay" in result["markdown"] and "not the classifier" in result["markdown"]
+    assert "--protocol shared" in result["markdown"] and "--protocol van-de-ven" in result["markdown"]
 
 
 @pytest.mark.parametrize("method, overrides", [

@@ -29,6 +29,10 @@ TITLE = "Tables 8.4.1 / 8.4.2: class-incremental accuracy and memory of BinPlay 
 METHODS = ("binplay", "gr-distill", "gr", "er", "finetune", "joint")
 LABELS = {"binplay": "BinPlay", "gr-distill": "GR + distill", "gr": "GR", "er": "ER (100 samples)",
           "finetune": "fine-tuning (lower bound)", "joint": "joint training (upper bound)"}
+PROTOCOL_NOTE = ("Every row trains under the shared-classifier protocol (`--protocol shared`: one base classifier "
+                 "and schedule for all methods); the published GR / GR + distill values come from van de Ven & "
+                 "Tolias' own protocol, which `genrep continual gr|gr-distill --protocol van-de-ven` runs "
+                 "(benchmarks/RESULTS.md).")
 MEMORY_NOTE = ("memory: MiB of what the method keeps to replay (BinPlay: decoder + index ranges; GR: the VAE; "
                "ER: the buffer; joint: all data seen; fine-tuning: none), not the classifier every method has")
 SCALES = {"smoke": ("split-mnist",), "cpu": ("split-mnist", "split-fashion-mnist"),
@@ -73,7 +77,7 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
     table = results_table(cells, methods, scenarios)
     footnote = (f"ours: average accuracy after the last task in %, mean ± SEM over seeds {list(range(seeds))} "
                 f"[published Table 8.4.1]; {MEMORY_NOTE} [published Table 8.4.2, MB]; wall time: mean seconds per run "
-                f"on this machine. Scale `{scale}`: see `genrep continual --help`.")
+                f"on this machine. Scale `{scale}`: see `genrep continual --help`. {PROTOCOL_NOTE}")
     results = {"table": NAME, "scale": scale, "seeds": list(range(seeds)), "cells": cells,
                "published_accuracy": PUBLISHED_ACCURACY, "published_memory": PUBLISHED_MEMORY}
     write_json(out / "results.json", results)
