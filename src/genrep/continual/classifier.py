@@ -44,7 +44,30 @@ from genrep.errors import CheckpointError, InputError, TrainingDivergedError
 LOSSES = ("mse-softmax", "ce")
 
 
-class BaseClassifier(nn.Module):
+class _ImageClassifier(nn.Module):
+    """images N×C×H×W of `image_shape` → `head(features(x))`, logits N×num_classes; subclasses build both."""
+
+    def _check_arguments(self, image_shape, num_classes: int, width: int, *, min_side: int, **extra) -> tuple:
+        """InputError unless image_shape is C×H×W with H, W >= min_side, num_classes >= 2, width >= 1 and every
+        `extra` check (name → (value, ok)) holds; sets image_shape / num_classes and returns (C, H, W)."""
+        shape = tuple(int(s) for s in image_shape)
+        problems = {name: value for name, (value, ok) in extra.items() if not ok}
+        if len(shape) != 3 or shape[0] < 1 or min(shape[1:]) < min_side or num_classes < 2 or width < 1 or problems:
+            shown = "".join(f", {name}={value}" for name, (value, _) in extra.items())
+            raise InputError(f"{type(self).__name__} needs images C×H×W of side >= {min_side}, num_classes >= 2 and "
+                             f"width >= 1{' and valid ' + ', '.join(problems) if problems else ''}; got "
+                             f"image_shape={tuple(image_shape)}, num_classes={num_classes}, width={width}{shown}")
+        self.image_shape, self.num_classes = shape, num_classes
+        return shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise InputError(f"{type(self).__name__} expects images N×{'×'.join(map(str, self.image_shape))}, "
+                             f"got {tuple(x.shape)}")
+        return self.head(self.features(x))
+
+
+class BaseClassifier(_ImageClassifier):
     """LeNet-5 with batch norm and dropout ("lenet5", ours; see the module docstring); channel counts
     scale with `width`. images N×C×H×W (H, W >= 4) → logits N×num_classes."""
 
@@ -53,13 +76,8 @@ class BaseClassifier(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], num_classes: int, *, width: int = 1,
                  dropout: float = 0.25):
         super().__init__()
-        channels, height, width_px = (int(s) for s in image_shape)
-        if min(height, width_px) < 4 or num_classes < 2 or width < 1 or not 0 <= dropout < 1:
-            raise InputError(f"BaseClassifier needs images of side >= 4, num_classes >= 2, width >= 1 and "
-                             f"0 <= dropout < 1; got image_shape={tuple(image_shape)}, num_classes={num_classes}, "
-                             f"width={width}, dropout={dropout}")
-        self.image_shape = (channels, height, width_px)
-        self.num_classes = num_classes
+        channels, height, width_px = self._check_arguments(image_shape, num_classes, width, min_side=4,
+                                                           dropout=(dropout, 0 <= dropout < 1))
         c1, c3, c5, f6 = 6 * width, 16 * width, 120 * width, 84 * width
         self.features = nn.Sequential(
             nn.Conv2d(channels, c1, 5, padding=2), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
@@ -69,14 +87,8 @@ class BaseClassifier(nn.Module):
         self.head = nn.Sequential(nn.Linear(c5, f6), nn.BatchNorm1d(f6), nn.ReLU(), nn.Dropout(dropout),
                                   nn.Linear(f6, num_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise InputError(f"BaseClassifier expects images N×{'×'.join(map(str, self.image_shape))}, "
-                             f"got {tuple(x.shape)}")
-        return self.head(self.features(x))
 
-
-class LeNetG(nn.Module):
+class LeNetG(_ImageClassifier):
     """The BinPlay reference classifier ("lenetg", see the module docstring): `width` × (64, 128, 256)
     maps, dropout `dropout` (reference 0.6) after every block and after the 84-unit layer, LeakyReLU with
     slope `negative_slope` (F.leaky_relu's default, as the reference). images N×C×H×W (H, W >= 8) →
@@ -87,13 +99,8 @@ class LeNetG(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], num_classes: int, *, width: int = 1,
                  dropout: float = 0.6, negative_slope: float = 0.01):
         super().__init__()
-        channels, height, width_px = (int(s) for s in image_shape)
-        if min(height, width_px) < 8 or num_classes < 2 or width < 1 or not 0 <= dropout < 1:
-            raise InputError(f"LeNetG needs images of side >= 8, num_classes >= 2, width >= 1 and 0 <= dropout < 1; "
-                             f"got image_shape={tuple(image_shape)}, num_classes={num_classes}, width={width}, "
-                             f"dropout={dropout}")
-        self.image_shape = (channels, height, width_px)
-        self.num_classes = num_classes
+        channels, height, width_px = self._check_arguments(image_shape, num_classes, width, min_side=8,
+                                                           dropout=(dropout, 0 <= dropout < 1))
         maps = [channels, 64 * width, 128 * width, 256 * width]
         blocks = []
         for c_in, c_out in itertools.pairwise(maps):  # each halves the side: ⌊(s + 2 − 4)/2⌋ + 1 = ⌊s/2⌋
@@ -104,13 +111,8 @@ class LeNetG(nn.Module):
         self.head = nn.Sequential(nn.Linear(flat, 84), nn.LeakyReLU(negative_slope), nn.Dropout(dropout),
                                   nn.Linear(84, num_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise InputError(f"LeNetG expects images N×{'×'.join(map(str, self.image_shape))}, got {tuple(x.shape)}")
-        return self.head(self.features(x))
 
-
-class MLPClassifier(nn.Module):
+class MLPClassifier(_ImageClassifier):
     """van de Ven & Tolias' MLP solver ("mlp", see the module docstring): flatten, D → 400·`width` →
     400·`width` → num_classes, ReLU, no batch norm, no dropout. images N×C×H×W → logits N×num_classes."""
 
@@ -118,22 +120,11 @@ class MLPClassifier(nn.Module):
 
     def __init__(self, image_shape: tuple[int, int, int], num_classes: int, *, width: int = 1, hidden: int = 400):
         super().__init__()
-        self.image_shape = tuple(int(s) for s in image_shape)
-        if len(self.image_shape) != 3 or min(self.image_shape) < 1 or num_classes < 2 or width < 1 or hidden < 1:
-            raise InputError(f"MLPClassifier needs image_shape C×H×W, num_classes >= 2, width >= 1 and hidden >= 1; "
-                             f"got image_shape={tuple(image_shape)}, num_classes={num_classes}, width={width}, "
-                             f"hidden={hidden}")
-        self.num_classes = num_classes
+        self._check_arguments(image_shape, num_classes, width, min_side=1, hidden=(hidden, hidden >= 1))
         units, inputs = hidden * width, math.prod(self.image_shape)
         self.features = nn.Sequential(nn.Flatten(), nn.Linear(inputs, units), nn.ReLU(), nn.Linear(units, units),
                                       nn.ReLU())
         self.head = nn.Linear(units, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise InputError(f"MLPClassifier expects images N×{'×'.join(map(str, self.image_shape))}, "
-                             f"got {tuple(x.shape)}")
-        return self.head(self.features(x))
 
 
 CLASSIFIERS: dict[str, type[nn.Module]] = {"lenet5": BaseClassifier, "lenetg": LeNetG,
