@@ -15,6 +15,7 @@ import torch
 from genrep.config import dump_yaml, load_yaml, to_dict
 from genrep.data import DataSpec, ImageDataset, load_dataset
 from genrep.errors import ConfigError, GenrepError, OutputError, one_line
+from genrep.experiments.classifier_report import accuracy_hook, classifier_summary, has_classifier
 from genrep.experiments.run_config import RunConfig, run_config_from_dict
 from genrep.models.base import GenerativeModel
 from genrep.models.registry import build_model, get_model_spec
@@ -105,7 +106,8 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     torch.manual_seed(cfg.train.seed)
     with out_of_memory_as_config_error(cfg, "model"):
         model = build_model(cfg.model_name, cfg.model, spec, train)
-        grid_conditions = sample_conditions(model, test, GRID_SIZE)
+        generator = get_model_spec(cfg.model_name).generative
+        grid_conditions = sample_conditions(model, test, GRID_SIZE) if generator else None
 
     existed = out.exists()
     emptied = out.is_dir() and not resume and (overwrite or not any(out.iterdir()))
@@ -116,10 +118,12 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
             dump_yaml(cfg, out / "config.yaml")
             write_json(out / "data_spec.json", to_dict(spec))
         fabric.barrier()
-        hook = sample_grid_hook("step_{step:06d}.png", grid_conditions)
+        hooks = [sample_grid_hook("step_{step:06d}.png", grid_conditions)] if generator else []
+        if has_classifier(model):
+            hooks.append(accuracy_hook(test))
         trainer = Trainer(cfg.train, fabric=fabric, run_dir=out, resume=resume)
         with out_of_memory_as_config_error(cfg, "training"):
-            result = trainer.fit(model, train, val=val, hooks=[hook], config=config_dict)
+            result = trainer.fit(model, train, val=val, hooks=hooks, config=config_dict)
     except BaseException:  # also Ctrl-C: a folder without a checkpoint holds nothing worth resuming
         if fabric.is_global_zero and (not existed or emptied):
             discard_unstarted_run(out, remove_folder=not existed)
@@ -139,8 +143,12 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
         "images_per_s": result.images_per_s,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    pictures = [("Samples", out / "samples" / "last.png")] if generator else []
+    if has_classifier(model):
+        classifier_figures, classifier_pictures = classifier_summary(model, test, out)
+        summary.update(classifier_figures)
+        pictures += classifier_pictures
     write_json(out / "summary.json", summary)
-    pictures = [("Samples", out / "samples" / "last.png")]
     curves = plot_training_curves(out / "metrics.jsonl", out / "loss.png")
     if curves is not None:
         pictures.append(("Training curves", curves))

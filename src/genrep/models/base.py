@@ -59,5 +59,5 @@ class GenerativeModel(nn.Module):
             raise InputError(f"this {type(self).__name__} is unconditional: call sample(n) without cond")
         return None
 
-    def sample(self, n: int, cond: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
+    def sample(self, n: int, cond: torch.Tensor | None = None) -> torch.Tensor:
+        raise InputError(f"{type(self).__name__} is not a generative model: it has no samples")

@@ -90,3 +90,36 @@ register_model("cddgm", config_cls=DDGMConfig, build=_cddgm, conditional=True,
                description="class-conditional DDGM (label embedding in the UNet)")
 register_model("daed", config_cls=DAEDConfig, build=_daed,
                description="denoising autoencoder with diffusion: a DAE for x0<-x1 plus a shortened DDGM (thesis ch.5)")
+
+
+# Joint diffusion model (thesis ch. 6): a DDGM whose UNet encoder feeds a classifier head
+from genrep.models.joint_diffusion import JointDiffusion, JointDiffusionConfig  # noqa: E402
+
+
+def _joint_ddgm(config, spec, data):
+    if spec.num_classes is not None:
+        return JointDiffusion(config, image_shape=spec.image_shape, value_range=spec.value_range,
+                              num_classes=spec.num_classes)
+    if spec.cond_dim is not None and (data is None or bool(((data.conditions == 0) | (data.conditions == 1)).all())):
+        return JointDiffusion(config, image_shape=spec.image_shape, value_range=spec.value_range,
+                              num_attributes=spec.cond_dim)
+    raise ConfigError(f"joint-ddgm trains a classifier, but {spec.name} has neither class labels nor binary attributes")
+
+
+register_model("joint-ddgm", config_cls=JointDiffusionConfig, build=_joint_ddgm,
+               description="joint diffusion model: a DDGM plus a classifier on its UNet features (thesis ch.6)")
+
+
+# The UNet-encoder classifiers of ch. 6: the stand-alone classifier and the noisy classifier of classifier guidance
+from genrep.models.unet_classifier import UNetClassifier, UNetClassifierConfig  # noqa: E402
+
+
+def _unet_classifier(config, spec, data):
+    if spec.num_classes is None:
+        raise ConfigError(f"unet-classifier needs class labels, but {spec.name} has none")
+    return UNetClassifier(config, image_shape=spec.image_shape, value_range=spec.value_range,
+                          num_classes=spec.num_classes)
+
+
+register_model("unet-classifier", config_cls=UNetClassifierConfig, build=_unet_classifier, generative=False,
+               description="classifier on the diffusion UNet's encoder (clean, or noisy x_t for classifier guidance)")

@@ -19,19 +19,20 @@ class ModelSpec:
     build: Callable[..., GenerativeModel]
     description: str
     conditional: bool = False
+    generative: bool = True  # False: a classifier (no `sample`, no sample grids)
 
 
 _MODELS: dict[str, ModelSpec] = {}
 
 
 def register_model(name: str, *, config_cls: type, build, description: str, conditional: bool = False,
-                   replace: bool = False) -> None:
+                   generative: bool = True, replace: bool = False) -> None:
     """Add model `name` beside the built-in ones (which are loaded first, so they are never hidden);
     an existing name is refused unless `replace=True`."""
     _ensure_builtin_models()
     if name in _MODELS and not replace:
         raise ConfigError(f"model {name!r} is already registered; choose another name or pass replace=True")
-    _MODELS[name] = ModelSpec(name, config_cls, build, description, conditional)
+    _MODELS[name] = ModelSpec(name, config_cls, build, description, conditional, generative)
 
 
 def _ensure_builtin_models() -> None:

@@ -98,6 +98,9 @@ class UNetConfig:
       nearest+conv layers.
     - num_classes: K, adds a learned class embedding to the time embedding (needs y in forward).
     - autocast: None or "bf16" (see the module docstring).
+    - encoder_only: build only the time embedding, input blocks and middle block (`encode`
+      works, `decode`/`forward` raise): a noisy classifier on x_t for classifier guidance, like
+      guided-diffusion's EncoderUNetModel.
     """
 
     in_channels: int = 1
@@ -117,6 +120,7 @@ class UNetConfig:
     num_classes: int | None = None
     norm_groups: int = 32
     autocast: str | None = None
+    encoder_only: bool = False
 
     def __post_init__(self):
         for key in ("in_channels", "model_channels", "num_res_blocks", "image_size", "num_heads", "norm_groups"):
@@ -127,7 +131,7 @@ class UNetConfig:
         _check_int("num_head_channels", self.num_head_channels, minimum=-1)
         if self.num_head_channels == 0:
             raise ConfigError("unet.num_head_channels must be -1 (use num_heads) or a positive channel count, got 0")
-        for key in ("learn_sigma", "middle_attention", "use_scale_shift_norm", "resblock_updown"):
+        for key in ("learn_sigma", "middle_attention", "use_scale_shift_norm", "resblock_updown", "encoder_only"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"unet.{key} must be true or false, got {getattr(self, key)!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
@@ -394,6 +398,9 @@ class UNet(nn.Module):
         self.middle_channels = ch
         middle = [res(ch, ch)] + ([attn(ch)] if cfg.middle_attention else []) + [res(ch, ch)]
         self.middle_block = EmbedSequential(*middle)
+        if cfg.encoder_only:
+            self.output_blocks = self.out = None
+            return
 
         self.output_blocks = nn.ModuleList()
         for level, mult in reversed(list(enumerate(cfg.channel_mult))):
@@ -445,6 +452,7 @@ class UNet(nn.Module):
         """Decoder d(h, skips) → N×output_channels×H×W float32 (H×W = the size of skips[0]).
 
         `skips` is not modified. Raises InputError if h or skips do not match `encode`'s layout."""
+        self._check_decoder()
         self._check_features(h, skips)
         t = self._check_t(t, h.shape[0])
         self._check_y(y, h.shape[0])
@@ -455,6 +463,7 @@ class UNet(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor | int | float, y: torch.Tensor | None = None) -> torch.Tensor:
         """ε_θ(x_t, t[, y]): x_t N×in_channels×H×W, t (N,) (or a scalar), y (N,) int64 if num_classes
         → N×output_channels×H×W float32. Equals `decode(*encode(x_t, t, y), t, y)` exactly."""
+        self._check_decoder()
         t = self._check_inputs(x_t, t, y)
         with self._autocast(x_t.device):
             emb = self._embed(t, y)
@@ -534,6 +543,10 @@ class UNet(nn.Module):
             raise InputError(f"y must have shape ({n},), one label per image, got {tuple(y.shape)}")
         if n and (int(y.min()) < 0 or int(y.max()) >= k):
             raise InputError(f"y must hold labels in [0, {k}), got values in [{int(y.min())}, {int(y.max())}]")
+
+    def _check_decoder(self) -> None:
+        if self.output_blocks is None:
+            raise InputError("this UNet is encoder-only (unet.encoder_only=true): use encode(x_t, t)")
 
     def _check_features(self, h, skips) -> None:
         if not isinstance(h, torch.Tensor) or h.ndim != 4 or h.shape[1] != self.middle_channels:
