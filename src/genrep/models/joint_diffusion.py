@@ -173,7 +173,6 @@ class JointDiffusion(PooledClassifier, DDGM):
     def forward(self, batch: dict[str, torch.Tensor]) -> Output:
         x = self.check_batch(batch)
         x0 = to_model_range(x, self.value_range)
-        target, labelled = self.targets(batch)
         t, weights = self._draw_timesteps(x0.shape[0], x0.device)
         noise = torch.randn_like(x0)
         losses = self.diffusion.training_losses(self.unet, x0, t, noise=noise)
@@ -181,8 +180,9 @@ class JointDiffusion(PooledClassifier, DDGM):
         self._update_sampler(t, losses["loss"])
         parts = {"mse": (losses["mse"] * weights).mean().detach(), "vb": (losses["vb"] * weights).mean().detach()}
         cls = self.config.classifier
-        if not cls.train:
+        if not cls.train:  # diffusion loss only (domain adaptation): labels are neither needed nor read
             return Output(loss, parts)
+        target, labelled = self.targets(batch)
         ce, accuracy, used = self._classifier_term(x0, target, labelled, t, noise)
         parts.update(ce=ce.detach(), accuracy=accuracy, labelled=torch.tensor(float(used)))
         return Output(loss + cls.weight * ce, parts)
