@@ -618,3 +618,132 @@ def test_space_timesteps_selects_improved_diffusions_steps_on_a_grid():
     for T, counts in grid:
         assert space_timesteps(T, counts) == improved_diffusion_space_timesteps(T, counts), (T, counts)
     assert space_timesteps(1000, "999") == improved_diffusion_space_timesteps(1000, [999])
+
+
+# ---------------------------------------------------------------- public sampling loops (t_start / t_stop, dispatch)
+def tiny_t_model(T: int, seed: int = 0):
+    """A small random ε-model for N×2 points that depends on t (so a wrong step index changes the result)."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 2))
+    return lambda x, t: net(torch.cat([x, t.to(x.dtype)[:, None] / T], 1))  # noqa: E731
+
+
+def manual_loop(step, x, indices, generator=None, **kw):
+    """The reference loop: x ← step(x, t)["sample"] for t in indices, every intermediate sample kept."""
+    out = []
+    for i in indices:
+        x = step(x, torch.full((x.shape[0],), i), generator=generator, **kw)["sample"]
+        out.append(x)
+    return out
+
+
+def test_ddim_progressive_yields_each_step_and_matches_the_loop():
+    T = 30
+    d = GaussianDiffusion(linear_betas(T))
+    model = tiny_t_model(T)
+    noise = torch.randn(5, 2, generator=torch.Generator().manual_seed(1))
+    steps = list(d.ddim_sample_loop_progressive(model, (5, 2), noise=noise, t_start=20, t_stop=5))
+    assert len(steps) == 20 - 5 + 1 and set(steps[0]) == {"sample", "pred_xstart"}
+    ref = manual_loop(lambda *a, **k: d.ddim_sample(model, *a, **k), noise, range(20, 4, -1))
+    for got, want in zip(steps, ref):
+        torch.testing.assert_close(got["sample"], want, atol=0, rtol=0)
+    loop = d.ddim_sample_loop(model, (5, 2), noise=noise, t_start=20, t_stop=5)
+    torch.testing.assert_close(loop, steps[-1]["sample"], atol=0, rtol=0)
+    # defaults T−1 … 0, noise drawn from the generator first, then the per-step noise (eta > 0)
+    steps = list(d.ddim_sample_loop_progressive(model, (5, 2), eta=1.0, generator=torch.Generator().manual_seed(2)))
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(5, 2, generator=g)
+    ref = manual_loop(lambda *a, **k: d.ddim_sample(model, *a, **k), x, range(T - 1, -1, -1), generator=g, eta=1.0)
+    assert len(steps) == T
+    torch.testing.assert_close(steps[-1]["sample"], ref[-1], atol=0, rtol=0)
+    loop = d.ddim_sample_loop(model, (5, 2), eta=1.0, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(loop, ref[-1], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 1.0), ("ancestral", 0.0)])
+def test_a_split_run_equals_the_whole_run(sampler, eta):
+    """T−1 … k, then k−1 … 0 from its output (the same generator continued) is bit-identical to T−1 … 0."""
+    T, k = 30, 12
+    d = GaussianDiffusion(linear_betas(T), model_var_type="fixed_small")
+    model = tiny_t_model(T)
+    kw = {"sampler": sampler, "eta": eta, "clip_denoised": False}
+    whole = d.sample_loop(model, (6, 2), generator=torch.Generator().manual_seed(3), **kw)
+    g = torch.Generator().manual_seed(3)
+    upper = d.sample_loop(model, (6, 2), generator=g, t_stop=k, **kw)
+    lower = d.sample_loop(model, (6, 2), noise=upper, generator=g, t_start=k - 1, **kw)
+    torch.testing.assert_close(lower, whole, atol=0, rtol=0)
+    assert not torch.allclose(upper, whole)
+    # the upper half stops after step k: one more manual step at k − 1 … 0 is the lower half
+    step = d.ddim_sample if sampler == "ddim" else d.p_sample
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 2, generator=g)
+    ref = manual_loop(lambda *a, **kk: step(model, *a, clip_denoised=False, **kk), x, range(T - 1, -1, -1), generator=g,
+                      **({"eta": eta} if sampler == "ddim" else {}))
+    torch.testing.assert_close(upper, ref[T - 1 - k], atol=0, rtol=0)
+    torch.testing.assert_close(whole, ref[-1], atol=0, rtol=0)
+
+
+def test_sample_loop_dispatches_to_the_ancestral_and_ddim_loops():
+    T = 30
+    d = GaussianDiffusion(linear_betas(T))
+    model = tiny_t_model(T)
+    seeded = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    torch.testing.assert_close(d.sample_loop(model, (4, 2), sampler="ddim", eta=0.5, generator=seeded(), t_stop=3),
+                               d.ddim_sample_loop(model, (4, 2), eta=0.5, generator=seeded(), t_stop=3), atol=0, rtol=0)
+    torch.testing.assert_close(d.sample_loop(model, (4, 2), generator=seeded(), t_start=25),
+                               d.p_sample_loop(model, (4, 2), generator=seeded(), t_start=25), atol=0, rtol=0)
+    anc = [o["sample"] for o in d.sample_loop_progressive(model, (4, 2), generator=seeded())]
+    ref = [o["sample"] for o in d.p_sample_loop_progressive(model, (4, 2), generator=seeded())]
+    assert len(anc) == T and all(torch.equal(a, b) for a, b in zip(anc, ref))
+    assert not torch.equal(anc[-1], d.sample_loop(model, (4, 2), sampler="ddim", generator=seeded()))
+    torch.testing.assert_close(d.noise_like((4, 2), generator=seeded()), torch.randn(4, 2, generator=seeded()), atol=0, rtol=0)
+    assert d.noise_like([3, 1], dtype=torch.float64).dtype == torch.float64
+
+
+def test_sample_loop_rejects_bad_ranges_samplers_and_eta():
+    T = 30
+    d = GaussianDiffusion(linear_betas(T))
+    model = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    for sampler in ("ancestral", "ddim"):
+        for bad in ({"t_start": T}, {"t_stop": -1}, {"t_start": 4, "t_stop": 5}):
+            with pytest.raises(InputError, match="t_stop <= t_start"):
+                d.sample_loop(model, (2, 2), sampler=sampler, **bad)
+    with pytest.raises(InputError, match="t_stop <= t_start"):
+        d.ddim_sample_loop(model, (2, 2), t_start=T)
+    with pytest.raises(InputError, match="noise must have shape"):
+        d.sample_loop(model, (2, 2), sampler="ddim", noise=torch.zeros(3, 2))
+    with pytest.raises(ConfigError, match="ancestral, ddim"):
+        d.sample_loop(model, (2, 2), sampler="euler")
+    with pytest.raises(ConfigError, match="ancestral, ddim"):
+        d.sample_loop_progressive(model, (2, 2), sampler="ddpm")
+    with pytest.raises(ConfigError, match="eta"):
+        d.sample_loop(model, (2, 2), eta=0.5)
+
+
+def test_sample_loop_on_a_respaced_process():
+    """ddim10: 10 process steps, the model sees original timesteps; a partial run stops at the right level."""
+    betas = linear_betas(1000)
+    d = create_diffusion(1000, "linear", respacing="ddim10")
+    x0 = grid_image((3, 1, 2, 2), seed=5)
+    oracle = oracle_eps_model(x0, np.cumprod(1 - betas))
+    seen = []
+
+    def model(x, t):
+        seen.append(t[0].item())
+        return oracle(x, t)
+
+    noise = torch.randn(x0.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    steps = list(d.sample_loop_progressive(model, x0.shape, sampler="ddim", noise=noise))
+    assert len(steps) == 10 and seen == list(range(900, -1, -100))
+    torch.testing.assert_close(steps[-1]["sample"], x0, atol=1e-9, rtol=0)
+    seen.clear()
+    # with the exact ε, DDIM (η = 0) from q_sample(x0, 7, ε) to level 2 lands on q_sample(x0, 2, ε)
+    x7 = d.q_sample(x0, torch.full((3,), 7), noise)
+    x2 = d.sample_loop(model, x0.shape, sampler="ddim", noise=x7, t_start=7, t_stop=3)
+    assert seen == [700, 600, 500, 400, 300]
+    torch.testing.assert_close(x2, d.q_sample(x0, torch.full((3,), 2), noise), atol=1e-9, rtol=0)
+    g = torch.Generator().manual_seed(7)
+    upper = d.sample_loop(model, x0.shape, generator=g, t_stop=4, clip_denoised=False)
+    lower = d.sample_loop(model, x0.shape, noise=upper, generator=g, t_start=3, clip_denoised=False)
+    torch.testing.assert_close(lower, d.p_sample_loop(model, x0.shape, generator=torch.Generator().manual_seed(7),
+                                                      clip_denoised=False), atol=0, rtol=0)

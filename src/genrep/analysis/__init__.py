@@ -1,1 +1,1 @@
-"""Analyses of trained models: latent-space pictures (more to come: SNR, reconstruction, probes)."""
+"""Analyses of trained models: latent-space pictures, SNR, reconstruction, VLB share, feature probes."""

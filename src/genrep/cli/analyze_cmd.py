@@ -1,6 +1,6 @@
 """`genrep analyze ANALYSIS ...`: pictures about trained models and the diffusion process (latent spaces,
 log-SNR of the forward diffusion, reconstruction error per step, share of the VLB per step, the
-two-stage DAED switching experiment)."""
+two-stage DAED switching experiment, linear probes of diffusion features per timestep)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 def register(commands) -> None:
     analyze = commands.add_parser("analyze", help="analyses: latent spaces, diffusion log-SNR, reconstruction and "
-                                                  "VLB share per step, two-stage switching",
+                                                  "VLB share per step, two-stage switching, feature probes",
                                   description="Analyses of trained runs and of the diffusion process. "
                                               "Run `genrep analyze ANALYSIS --help`.")
     analyses = analyze.add_subparsers(dest="analysis", metavar="ANALYSIS")
@@ -32,6 +32,7 @@ def register(commands) -> None:
     _register_reconstruction(analyses)
     _register_vlb_share(analyses)
     _register_switching(analyses)
+    _register_probe(analyses)
 
 
 def latent_cmd(args) -> int:
@@ -314,4 +315,80 @@ def switching_cmd(args) -> int:
     print(f"{'DDGM':>8} {'-':>6} {'-':>8} {result['ddgm_fid']:>9.3f}")
     for row in result["rows"]:
         print(f"{row['log_snr']:>8.2f} {row['t']:>6d} {100 * row['fraction_of_steps']:>8.1f} {row['fid']:>9.3f}")
+    return 0
+
+
+def _register_probe(analyses) -> None:
+    pr = analyses.add_parser(
+        "probe", help="logistic-regression probes of a diffusion model's pooled UNet features per timestep "
+                      "(Fig. 6.4.2b)",
+        description="Thesis Sec. 6.4.2 / Fig. 6.4.2b: noise the run's training and test images to x_t at each of "
+                    "--num-timesteps evenly spaced steps t (0-based; t = 0 is the first, slightly noised step), "
+                    "take the pooled UNet representation z_t (every skip tensor and the middle block averaged "
+                    "over H×W), standardise it and fit scikit-learn logistic regressions on the training split: "
+                    "one per class (one-vs-rest) plus a multinomial one for labelled data, one per attribute for "
+                    "binary attributes (CelebA). Reports the test AUC per class/attribute, its mean, and the "
+                    "accuracy. Writes OUT/probe.json and OUT/probe.png and prints t → accuracy / mean AUC.")
+    pr.add_argument("run", metavar="RUN", help="a trained unconditional ddgm or daed run folder")
+    pr.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    pr.add_argument("--timesteps", default=None, metavar="T1,T2,...",
+                    help="0-based steps to probe, each in [0, T) (default: --num-timesteps evenly spaced ones)")
+    pr.add_argument("--num-timesteps", type=int, default=10, metavar="N",
+                    help="evenly spaced steps from 0 to T-1 (default 10, as in the thesis)")
+    pr.add_argument("--max-train", type=int, default=10000, metavar="N",
+                    help="training images for the regressions (a seeded subset, default 10000)")
+    pr.add_argument("--max-test", type=int, default=5000, metavar="N",
+                    help="test images to score them on (a seeded subset, default 5000)")
+    pr.add_argument("--dataset", default=None, help="data set (default the run's own)")
+    pr.add_argument("--attributes", default=None, metavar="NAME,...",
+                    help="classes/attributes to label in the plot (default: up to 10, those changing most over t)")
+    pr.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regressions (1.0)")
+    pr.add_argument("--max-iter", type=int, default=1000, help="lbfgs iterations per regression (1000)")
+    pr.add_argument("--batch-size", type=int, default=256, help="images per UNet call (256)")
+    pr.add_argument("--seed", type=int, default=0, help="seed of the subsets and of the noise")
+    pr.add_argument("--no-progress", action="store_true")
+    pr.set_defaults(handler=probe_cmd)
+
+
+def probe_cmd(args) -> int:
+    from genrep.analysis.probe import probe_parts, probe_report, probe_timesteps
+    from genrep.errors import ConfigError, InputError
+    from genrep.experiments.train import load_data, load_run_config, load_trained_model
+
+    for key in ("num_timesteps", "max_train", "max_test", "batch_size", "max_iter"):
+        if getattr(args, key) < 1:
+            raise ConfigError(f"--{key.replace('_', '-')} must be a positive integer, got {getattr(args, key)}")
+    timesteps = None
+    if args.timesteps is not None:
+        try:
+            timesteps = [int(v) for v in args.timesteps.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"--timesteps must be comma-separated integer steps, got {args.timesteps!r}") from None
+        if not timesteps:
+            raise ConfigError(f"--timesteps must be comma-separated integer steps, got {args.timesteps!r}")
+    attributes = None if args.attributes is None else [a.strip() for a in args.attributes.split(",") if a.strip()]
+    cfg = load_run_config(args.run)
+    model = load_trained_model(args.run)
+    try:
+        probe_parts(model)
+    except InputError as err:
+        raise ConfigError(f"{args.run} trains {cfg.model_name!r}: {err}") from None
+    T = int(model.diffusion.num_timesteps)
+    if timesteps is not None:
+        bad = [t for t in timesteps if not 0 <= t < T]
+        if bad:
+            raise InputError(f"--timesteps: probing timesteps must lie in [0, T) = [0, {T}) for this run, got {bad}")
+    else:
+        timesteps = probe_timesteps(T, args.num_timesteps)
+    if args.dataset is not None and args.dataset != cfg.data.name:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=args.dataset, path=None))
+    train, test = load_data(cfg, "train"), load_data(cfg, "test")
+    title = (f"Linear probes of {Path(args.run).name} ({cfg.model_name}, T={T}) on {train.name}: "
+             f"pooled UNet features z_t")
+    probe_report(model, train, test, args.out, attributes=attributes, title=title,
+                 info={"run": str(args.run), "model_name": cfg.model_name, "dataset": train.name},
+                 timesteps=timesteps, max_train=args.max_train, max_test=args.max_test, seed=args.seed, C=args.C,
+                 max_iter=args.max_iter, batch_size=args.batch_size, progress=not args.no_progress)
     return 0

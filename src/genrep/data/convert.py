@@ -11,6 +11,7 @@ import torch
 from genrep.errors import DataError
 
 PIL_MODES = {"gray": "L", "rgb": "RGB"}
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 PERMUTE = {"NHW": None, "NCHW": (0, 1, 2, 3), "NHWC": (0, 3, 1, 2)}
 
 
@@ -31,15 +32,24 @@ def pil_mode(mode: str) -> str:
     return PIL_MODES[mode]
 
 
-def decode_image(data: bytes | Path, mode: str, *, label: str):
-    """A PIL image in PIL mode `mode` ("L"/"RGB") from encoded bytes or a file."""
+def is_image_name(name: str) -> bool:
+    """Whether a file name has an image extension (IMAGE_EXTENSIONS) and is not hidden (`.x.png`):
+    skips e.g. Windows' Thumbs.db and macOS's `._x.png` files."""
+    base = name.rsplit("/", 1)[-1]
+    return not base.startswith(".") and Path(base).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def decode_image(data: bytes | Path, mode: str, *, label: str, size: int | None = None):
+    """A PIL image in PIL mode `mode` ("L"/"RGB") from encoded bytes or a file, resized to
+    `size`×`size` (bilinear, aspect ratio not kept) when `size` is given."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
-            return image.convert(mode)
+            image = image.convert(mode)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{label}: cannot decode image ({err}); the file is corrupted or not an image") from err
+    return image if size is None else image.resize((size, size), Image.BILINEAR)
 
 
 def stack_images(images: list, *, label: str, names: list | None = None) -> torch.Tensor:

@@ -7,6 +7,7 @@ samplers. Models are any callables `model(x_t, t, **kwargs)`; there is no traini
     t, w = UniformSampler(diffusion).sample(x0.shape[0], x0.device)
     loss = (diffusion.training_losses(model, x0, t)["loss"] * w).mean()
     samples = create_diffusion(1000, "linear", respacing="ddim50").ddim_sample_loop(model, x0.shape)
+    x_k = diffusion.sample_loop(model, x0.shape, sampler="ddim", t_start=999, t_stop=k + 1)  # x at level k
 """
 
 from genrep.diffusion.losses import (

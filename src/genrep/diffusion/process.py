@@ -18,6 +18,7 @@ Conventions
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from typing import Callable, Iterator
 
@@ -215,6 +216,13 @@ class GaussianDiffusion:
         if generator is None:
             return torch.randn(shape, dtype=like.dtype, device=like.device)
         return torch.randn(shape, dtype=like.dtype, device=generator.device, generator=generator).to(like.device)
+
+    def noise_like(self, shape, *, dtype: torch.dtype | None = None, device=None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+        """ε ~ N(0, I) of `shape` as the process draws it (dtype / device: torch's defaults if None). With a
+        generator the draw happens on the generator's device and is moved to `device`, so a seed gives the
+        same noise wherever the result lives."""
+        return self._randn(tuple(shape), torch.empty(0, dtype=dtype, device=device), generator)
 
     def _model_t(self, t: torch.Tensor) -> torch.Tensor:
         """The timestep the model sees for process index t (identity here; respaced processes map back)."""
@@ -415,6 +423,28 @@ class GaussianDiffusion:
                 return p.device
         return torch.device("cpu")
 
+    def _progressive(self, step, model, shape, noise, device, progress, generator, t_start, t_stop, desc):
+        """The loops' shared body: x = noise (or N(0, I)), then x = step(x, t)["sample"] for t = t_start … t_stop
+        under no_grad, yielding each step's dict."""
+        device = self._device_of(model, device)
+        indices = self._loop_indices(t_start, t_stop)
+        if noise is not None:
+            if tuple(noise.shape) != tuple(shape):
+                raise InputError(f"noise must have shape {tuple(shape)}, got {tuple(noise.shape)}")
+            x = noise.to(device)
+        else:
+            x = self.noise_like(shape, device=device, generator=generator)
+        if progress:
+            from tqdm.auto import tqdm
+
+            indices = tqdm(indices, desc=desc, leave=False)
+        for i in indices:
+            t = torch.full((x.shape[0],), i, dtype=torch.long, device=device)
+            with torch.no_grad():
+                out = step(x, t)
+            yield out
+            x = out["sample"]
+
     def p_sample_loop_progressive(
         self,
         model,
@@ -437,27 +467,9 @@ class GaussianDiffusion:
         (t_start < T−1) from q_sample(x0, t_start) gives SDEdit-style partial sampling, stopping at
         t_stop > 0 leaves x_{t_stop} (e.g. for a separate denoiser, DAED two-stage).
         """
-        device = self._device_of(model, device)
-        indices = self._loop_indices(t_start, t_stop)
-        if noise is not None:
-            if tuple(noise.shape) != tuple(shape):
-                raise InputError(f"noise must have shape {tuple(shape)}, got {tuple(noise.shape)}")
-            x = noise.to(device)
-        else:
-            ref = torch.empty(0, device=device)
-            x = self._randn(tuple(shape), ref, generator)
-        if progress:
-            from tqdm.auto import tqdm
-
-            indices = tqdm(indices, desc="sampling", leave=False)
-        for i in indices:
-            t = torch.full((x.shape[0],), i, dtype=torch.long, device=device)
-            with torch.no_grad():
-                out = self.p_sample(
-                    model, x, t, clip_denoised, model_kwargs, denoised_fn=denoised_fn, cond_fn=cond_fn, generator=generator
-                )
-            yield out
-            x = out["sample"]
+        step = functools.partial(self.p_sample, model, clip_denoised=clip_denoised, model_kwargs=model_kwargs,
+                                 denoised_fn=denoised_fn, cond_fn=cond_fn, generator=generator)
+        return self._progressive(step, model, shape, noise, device, progress, generator, t_start, t_stop, "sampling")
 
     def p_sample_loop(
         self,
@@ -528,6 +540,29 @@ class GaussianDiffusion:
             sample = mean + nonzero * sigma * self._randn(x_t.shape, x_t, generator)
         return {"sample": sample, "pred_xstart": out["pred_xstart"]}
 
+    def ddim_sample_loop_progressive(
+        self,
+        model,
+        shape,
+        *,
+        noise: torch.Tensor | None = None,
+        eta: float = 0.0,
+        clip_denoised: bool = True,
+        denoised_fn: Callable | None = None,
+        cond_fn: Callable | None = None,
+        model_kwargs: dict | None = None,
+        device=None,
+        progress: bool = False,
+        generator: torch.Generator | None = None,
+        t_start: int | None = None,
+        t_stop: int = 0,
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Yield `ddim_sample`'s dict after each step t = t_start, …, t_stop (defaults T−1 … 0); noise,
+        t_start and t_stop as in `p_sample_loop_progressive`."""
+        step = functools.partial(self.ddim_sample, model, clip_denoised=clip_denoised, model_kwargs=model_kwargs,
+                                 eta=eta, denoised_fn=denoised_fn, cond_fn=cond_fn, generator=generator)
+        return self._progressive(step, model, shape, noise, device, progress, generator, t_start, t_stop, "ddim")
+
     def ddim_sample_loop(
         self,
         model,
@@ -542,29 +577,56 @@ class GaussianDiffusion:
         denoised_fn: Callable | None = None,
         device=None,
         generator: torch.Generator | None = None,
+        t_start: int | None = None,
+        t_stop: int = 0,
     ) -> torch.Tensor:
         """DDIM sampling x_T → x_0; with eta = 0 the result is a deterministic function of `noise`.
-        Use a `SpacedDiffusion` (e.g. "ddim50") to sample in few steps. shape (N, C, …) → (N, C, …)."""
-        device = self._device_of(model, device)
-        if noise is not None:
-            if tuple(noise.shape) != tuple(shape):
-                raise InputError(f"noise must have shape {tuple(shape)}, got {tuple(noise.shape)}")
-            x = noise.to(device)
-        else:
-            x = self._randn(tuple(shape), torch.empty(0, device=device), generator)
-        indices = self._loop_indices(None, 0)
-        if progress:
-            from tqdm.auto import tqdm
+        Use a `SpacedDiffusion` (e.g. "ddim50") to sample in few steps. shape (N, C, …) → (N, C, …), no grad.
+        See `p_sample_loop_progressive` for noise / t_start / t_stop."""
+        final = None
+        for final in self.ddim_sample_loop_progressive(
+            model,
+            shape,
+            noise=noise,
+            eta=eta,
+            clip_denoised=clip_denoised,
+            denoised_fn=denoised_fn,
+            cond_fn=cond_fn,
+            model_kwargs=model_kwargs,
+            device=device,
+            progress=progress,
+            generator=generator,
+            t_start=t_start,
+            t_stop=t_stop,
+        ):
+            pass
+        return final["sample"]
 
-            indices = tqdm(indices, desc="ddim", leave=False)
-        for i in indices:
-            t = torch.full((x.shape[0],), i, dtype=torch.long, device=device)
-            with torch.no_grad():
-                x = self.ddim_sample(
-                    model, x, t, clip_denoised, model_kwargs, eta=eta, denoised_fn=denoised_fn, cond_fn=cond_fn,
-                    generator=generator,
-                )["sample"]
-        return x
+    def sample_loop_progressive(
+        self, model, shape, *, sampler: str = "ancestral", eta: float = 0.0, **kwargs
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """`p_sample_loop_progressive` (sampler "ancestral") or `ddim_sample_loop_progressive` ("ddim", with
+        `eta`); kwargs: noise, clip_denoised, denoised_fn, cond_fn, model_kwargs, device, progress,
+        generator, t_start, t_stop. Raises ConfigError for another sampler or eta != 0 with "ancestral"."""
+        if sampler == "ddim":
+            return self.ddim_sample_loop_progressive(model, shape, eta=eta, **kwargs)
+        if sampler != "ancestral":
+            raise ConfigError(f"unknown sampler {sampler!r}; choose one of ancestral, ddim")
+        if eta != 0:
+            raise ConfigError(f"eta={eta!r} is the DDIM noise scale; use sampler='ddim' or eta=0 for ancestral")
+        return self.p_sample_loop_progressive(model, shape, **kwargs)
+
+    def sample_loop(self, model, shape, *, sampler: str = "ancestral", eta: float = 0.0, **kwargs) -> torch.Tensor:
+        """Run the reverse process with `sampler` ("ancestral": `p_sample`, or "ddim": `ddim_sample` with `eta`),
+        no grad. x at index t_start (`noise`, shape (N, C, …), default x_T ~ N(0, I)) goes in, steps
+        t_start, …, t_stop run (t_start defaults to T−1, t_stop to 0), and the sample at level t_stop − 1 comes
+        out, (N, C, …): x_0 for t_stop = 0, else the x that `q_sample(x0, t_stop − 1)` models; x̂_0 is clamped
+        to [-1, 1] (image data) unless clip_denoised=False. A run t_start … k continued by one from k − 1 with
+        its result as noise (and the same generator) equals the whole run. Other kwargs as in `sample_loop_progressive`."""
+        final = None
+        for final in self.sample_loop_progressive(model, shape, sampler=sampler, eta=eta, **kwargs):
+            pass
+        return final["sample"]
 
     # ------------------------------------------------------------------ likelihood and losses
     def _vb_from_p(self, p_out: dict, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,14 @@ from genrep.training.config import TrainConfig
 
 @dataclasses.dataclass
 class DataConfig:
+    """The training data. name / path: the source (`genrep data list`); value_range "01" | "-11";
+    image_size: resize; pad_to: zero-pad; limit: a seeded subset; validation_fraction: held out of
+    train. Semi-supervised training (thesis Sec. 6.6.4, `genrep.data.labels`): labelled_share keeps
+    that share of the train labels (class-balanced unless labelled_balanced is false, the reference
+    code's draw), the rest get −1; drop_unlabelled keeps only the labelled images. unlabelled: a
+    second data set whose train images (resized like these) are appended with label −1 (the
+    reference code's simultaneous domain adaptation)."""
+
     name: str = "digits"
     value_range: str = "01"
     image_size: int | None = None
@@ -20,6 +28,10 @@ class DataConfig:
     limit: int | None = None
     validation_fraction: float = 0.1
     path: str | None = None
+    labelled_share: float = 1.0
+    labelled_balanced: bool = True
+    drop_unlabelled: bool = False
+    unlabelled: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("image_size", "pad_to", "limit"):
@@ -29,6 +41,14 @@ class DataConfig:
         fraction = self.validation_fraction
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
             raise ConfigError(f"data.validation_fraction must be a number in [0, 1), got {fraction!r}")
+        share = self.labelled_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+            raise ConfigError(f"data.labelled_share must lie in (0, 1], got {share!r}")
+        for name in ("labelled_balanced", "drop_unlabelled"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"data.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.unlabelled is not None and not isinstance(self.unlabelled, str):
+            raise ConfigError(f"data.unlabelled must be a data set name or null, got {self.unlabelled!r}")
 
 
 @dataclasses.dataclass

@@ -14,6 +14,7 @@ import torch
 
 from genrep.config import dump_yaml, load_yaml, to_dict
 from genrep.data import DataSpec, ImageDataset, load_dataset
+from genrep.data.labels import append_unlabelled, mask_labels
 from genrep.errors import ConfigError, GenrepError, OutputError, one_line
 from genrep.experiments.classifier_report import accuracy_hook, classifier_summary, has_classifier
 from genrep.experiments.run_config import RunConfig, run_config_from_dict
@@ -30,12 +31,25 @@ GRID_SIZE = 64
 
 
 def load_data(cfg: RunConfig, split: str) -> ImageDataset:
+    """A split of the run's data; the train split with the semi-supervised label mask and the
+    appended unlabelled data set of `DataConfig` applied."""
     d = cfg.data
     options = {"path": d.path} if d.path else {}
-    return load_dataset(d.name, split, value_range=d.value_range, image_size=d.image_size, pad_to=d.pad_to,
+    data = load_dataset(d.name, split, value_range=d.value_range, image_size=d.image_size, pad_to=d.pad_to,
                         limit=d.limit if split != "test" else None,
                         validation_fraction=d.validation_fraction if split in ("train", "val") else 0.0,
                         seed=cfg.train.seed, **options)
+    if split != "train":
+        return data
+    if d.labelled_share < 1 or d.drop_unlabelled:
+        data = mask_labels(data, d.labelled_share, balanced=d.labelled_balanced, seed=cfg.train.seed,
+                           drop_unlabelled=d.drop_unlabelled)
+    if d.unlabelled is not None:
+        size = d.image_size or data.image_shape[-1]
+        extra = load_dataset(d.unlabelled, "train", value_range=d.value_range, image_size=size,
+                             limit=d.limit, seed=cfg.train.seed)
+        data = append_unlabelled(data, extra)
+    return data
 
 
 def sample_conditions(model: GenerativeModel, data: ImageDataset, n: int) -> torch.Tensor | None:
@@ -106,6 +120,8 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     torch.manual_seed(cfg.train.seed)
     with out_of_memory_as_config_error(cfg, "model"):
         model = build_model(cfg.model_name, cfg.model, spec, train)
+        if cfg.train.init_from is not None and not resume:
+            load_weights(initial_weights(cfg.train.init_from), model)
         generator = get_model_spec(cfg.model_name).generative
         grid_conditions = sample_conditions(model, test, GRID_SIZE) if generator else None
 
@@ -154,6 +170,16 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
         pictures.append(("Training curves", curves))
     write_report(out, title=f"{cfg.model_name} on {cfg.data.name}", summary=summary, pictures=pictures)
     return summary
+
+
+def initial_weights(init_from: str) -> Path:
+    """The weights file `train.init_from` names: RUN/model.safetensors for a run folder, else the file."""
+    path = Path(init_from).expanduser()
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise ConfigError(f"train.init_from: {path} does not exist (give a finished run folder or a .safetensors file)")
+    return path
 
 
 def check_run_dir(out: Path, *, overwrite: bool, resume: bool, config: dict[str, Any]) -> None:

@@ -97,6 +97,10 @@ from genrep.models.joint_diffusion import JointDiffusion, JointDiffusionConfig  
 
 
 def _joint_ddgm(config, spec, data):
+    buffer = config.classifier.buffer_size
+    if buffer is not None and data is not None and data.labels is not None and buffer > int((data.labels >= 0).sum()):
+        raise ConfigError(f"model.classifier.buffer_size ({buffer}) is larger than the {int((data.labels >= 0).sum())}"
+                          " labelled training images: it would never release; lower it or label more data")
     if spec.num_classes is not None:
         return JointDiffusion(config, image_shape=spec.image_shape, value_range=spec.value_range,
                               num_classes=spec.num_classes)

@@ -469,7 +469,7 @@ class TwoStageDAE(GenerativeModel):
     def reconstruct(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Corrupt images x (value_range) as in training (`corrupt`), denoise; returns images in `value_range`."""
         x0 = to_model_range(self.check_batch({"x": x}).to(self.device), self.value_range)
-        noise = self.diffusion._randn(x0.shape, x0, generator)
+        noise = self.diffusion.noise_like(x0.shape, dtype=x0.dtype, device=x0.device, generator=generator)
         return from_model_range(self.denoise(self.corrupt(x0, noise)), self.value_range)
 
     def sample(self, n: int, cond: torch.Tensor | None = None) -> torch.Tensor:

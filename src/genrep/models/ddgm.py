@@ -204,29 +204,10 @@ def reverse_diffusion(
     """Run the reverse process from x at index T−1 (noise, default N(0, I) of `shape`) through the
     steps T−1, …, t_stop; returns the sample at level t_stop − 1 (the data x_0 for t_stop = 0;
     for t_stop = k + 1 the x that `q_sample(x0, k)` models). sampler: "ancestral" (`p_sample`) or
-    "ddim" (`ddim_sample` with `eta`). No gradients."""
-    _choice("sampler", sampler, SAMPLERS)
-    if sampler == "ancestral":
-        return diffusion.p_sample_loop(model, shape, noise=noise, clip_denoised=clip_denoised,
-                                       model_kwargs=model_kwargs, device=device, progress=progress,
-                                       generator=generator, t_stop=t_stop)
-    device = GaussianDiffusion._device_of(model, device)
-    indices = diffusion._loop_indices(None, t_stop)
-    if noise is not None:
-        if tuple(noise.shape) != tuple(shape):
-            raise InputError(f"noise must have shape {tuple(shape)}, got {tuple(noise.shape)}")
-        x = noise.to(device)
-    else:
-        x = diffusion._randn(tuple(shape), torch.empty(0, device=device), generator)
-    if progress:
-        from tqdm.auto import tqdm
-
-        indices = tqdm(indices, desc="ddim", leave=False)
-    for i in indices:
-        t = torch.full((x.shape[0],), i, dtype=torch.long, device=device)
-        with torch.no_grad():
-            x = diffusion.ddim_sample(model, x, t, clip_denoised, model_kwargs, eta=eta, generator=generator)["sample"]
-    return x
+    "ddim" (`ddim_sample` with `eta`; ancestral ignores it). No gradients."""
+    return diffusion.sample_loop(model, shape, sampler=sampler, eta=eta if sampler == "ddim" else 0.0,
+                                 t_stop=t_stop, clip_denoised=clip_denoised, model_kwargs=model_kwargs, noise=noise,
+                                 generator=generator, device=device, progress=progress)
 
 
 # --------------------------------------------------------------------------------------------- model

@@ -34,6 +34,8 @@ class TrainConfig:
     validates, checkpoint_every=0 and sample_every=0 act only at the end.
     precision: 32-true | bf16-mixed | 16-mixed (16-mixed becomes bf16-mixed on CPU).
     accelerator: cpu | cuda | auto; devices × num_nodes processes (DDP when more than one).
+    init_from: start from the weights of a finished run (its folder or a .safetensors file) instead of
+    a fresh initialisation, e.g. the domain-adaptation fine-tune of a joint diffusion model.
     """
 
     steps: int = 2000
@@ -58,6 +60,7 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     progress: bool = True
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         for name, choices in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS),
@@ -84,6 +87,8 @@ class TrainConfig:
         if not isinstance(self.strategy, str) or not self.strategy:
             raise ConfigError(
                 f"train.strategy must be a Lightning Fabric strategy name (auto, ddp, ...), got {self.strategy!r}")
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
+            raise ConfigError(f"train.init_from must be a run folder or a .safetensors file, got {self.init_from!r}")
         if not isinstance(self.progress, bool):
             raise ConfigError(f"train.progress must be true or false, got {self.progress!r}")
 

@@ -8,6 +8,7 @@ from genrep.data.sources import svhn  # noqa: F401
 from genrep.data.sources import usps  # noqa: F401
 from genrep.data.sources import omniglot  # noqa: F401
 from genrep.data.sources import celeba  # noqa: F401
+from genrep.data.sources import malaria  # noqa: F401
 from genrep.data.sources import image_folder  # noqa: F401
 from genrep.data.sources import npz  # noqa: F401
 from genrep.data.sources import calorimeter  # noqa: F401

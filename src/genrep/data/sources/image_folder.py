@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import torch
 
-from genrep.data.convert import decode_image, pil_mode, stack_images
+from genrep.data.convert import IMAGE_EXTENSIONS, decode_image, pil_mode, stack_images
 from genrep.data.dataset import ImageDataset
 from genrep.data.download import split_path
 from genrep.data.registry import register_source
 from genrep.errors import DataError
 
-EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+EXTENSIONS = IMAGE_EXTENSIONS
 
 
 def load(split: str, *, path=None, mode: str = "rgb", size: int | None = None) -> ImageDataset:
@@ -31,8 +31,6 @@ def load(split: str, *, path=None, mode: str = "rgb", size: int | None = None) -
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"image_folder: {root} has no class sub-folders (expected ROOT/<class>/<image>)")
-    from PIL import Image
-
     pil = pil_mode(mode)
     images, labels, first = [], [], None
     for label, name in enumerate(classes):
@@ -40,9 +38,7 @@ def load(split: str, *, path=None, mode: str = "rgb", size: int | None = None) -
         if not files:
             raise DataError(f"image_folder: class folder {root / name} has no images ({', '.join(sorted(EXTENSIONS))})")
         for file in files:
-            image = decode_image(file, pil, label=str(file))
-            if size is not None:
-                image = image.resize((size, size), Image.BILINEAR)
+            image = decode_image(file, pil, label=str(file), size=size)
             first = first or (file, image.size)
             if image.size != first[1]:
                 raise DataError(f"image_folder: {file} is {'×'.join(map(str, image.size))} but {first[0]} is"

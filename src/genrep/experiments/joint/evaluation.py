@@ -15,11 +15,14 @@ from genrep.experiments.joint.settings import scale_of
 GUIDANCE_SCALE = 1.0  # classifier-guidance gradient scale s (Eq. 6.12); guided-diffusion's default
 
 
-def run_data(scale: str, split: str, *, dataset: str | None = None, data_path: str | None = None) -> ImageDataset:
-    """A split of the scale's data set (or `dataset`) resized as the runs train on it, in [0, 1]."""
+def run_data(scale: str, split: str, *, dataset: str | None = None, data_path: str | None = None,
+             image_size: int | None = None) -> ImageDataset:
+    """A split of the scale's data set (or `dataset`) resized as the runs train on it (or to
+    `image_size`), in [0, 1]."""
     s = scale_of(scale)
     options = {"path": data_path} if data_path else {}
-    return load_dataset(dataset or s.dataset, split, value_range="01", image_size=s.image_size, **options)
+    return load_dataset(dataset or s.dataset, split, value_range="01", image_size=image_size or s.image_size,
+                        **options)
 
 
 def balanced_labels(n: int, num_classes: int, device=None) -> torch.Tensor:

@@ -52,6 +52,7 @@ class Scale:
     features: str  # "lenet" | "quick-lenet" | "inception"
     train_limit: int | None = None
     head_epochs: int = 30  # the frozen-feature head of "Ours (pre-trained DDGM)"
+    adaptation_size: int | None = None  # the side both domains are resized to (None: the larger native side)
     accelerator: str = "cpu"
 
 
@@ -60,12 +61,12 @@ SCALES: dict[str, Scale] = {
                    unet={"model_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
                          "attention_resolutions": [], "middle_attention": False, "dropout": 0.0},
                    diffusion_steps=40, train_steps=60, batch_size=32, lr=1e-3, grad_clip=1.0, loss_weight="thesis",
-                   n_eval=100, sample_steps=10, features="quick-lenet", head_epochs=5),
+                   n_eval=100, sample_steps=10, features="quick-lenet", head_epochs=5, adaptation_size=8),
     "cpu": Scale(dataset="fashion_mnist", image_size=16,
                  unet={"model_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
                        "attention_resolutions": [], "middle_attention": False, "dropout": 0.1},
                  diffusion_steps=200, train_steps=1500, batch_size=64, lr=5e-4, grad_clip=1.0, loss_weight="thesis",
-                 n_eval=1000, sample_steps=50, features="lenet"),
+                 n_eval=1000, sample_steps=50, features="lenet", adaptation_size=16),
     "paper": Scale(dataset="fashion_mnist", image_size=None,
                    unet={"model_channels": 64, "channel_mult": [1, 2, 2], "num_res_blocks": 3,
                          "attention_resolutions": None, "middle_attention": True, "num_heads": 4, "dropout": 0.3},
@@ -96,9 +97,10 @@ def scale_of(scale: str, dataset: str | None = None) -> Scale:
 
 
 def run_config(kind: str, scale: str, seed: int, *, dataset: str | None = None, data_path: str | None = None,
-               classifier: dict | None = None, progress: bool = False, steps: int | None = None) -> dict[str, Any]:
+               classifier: dict | None = None, data: dict | None = None, train: dict | None = None,
+               progress: bool = False) -> dict[str, Any]:
     """The RunConfig (nested dict) of one training run of `kind` at `scale` (module docstring);
-    `dataset` replaces the scale's data set, `classifier` overrides classifier settings."""
+    `dataset` replaces the scale's data set; `classifier`, `data` and `train` override settings."""
     from genrep.errors import ConfigError
 
     if kind not in KINDS:
@@ -121,10 +123,12 @@ def run_config(kind: str, scale: str, seed: int, *, dataset: str | None = None, 
         head.pop("loss_weight")
         model = {"unet": unet, "classifier": head, "noisy": kind == "noisy-classifier",
                  "steps": s.diffusion_steps, "schedule": "linear"}
-    data = {"name": dataset or s.dataset, "value_range": "01", "image_size": s.image_size, "limit": s.train_limit,
-            "validation_fraction": 0.0, "path": data_path}
-    total = steps or s.train_steps
-    train = {"steps": total, "batch_size": s.batch_size, "lr": s.lr, "optimizer": "adamw", "grad_clip": s.grad_clip,
-             "seed": seed, "accelerator": s.accelerator, "log_every": max(1, total // 50),
-             "checkpoint_every": max(1, total // 10), "sample_every": max(1, total // 5), "progress": progress}
-    return {"model_name": model_name, "model": model, "data": data, "train": train}
+    data_cfg = {"name": dataset or s.dataset, "value_range": "01", "image_size": s.image_size, "limit": s.train_limit,
+                "validation_fraction": 0.0, "path": data_path, **(data or {})}
+    train_cfg = {"steps": s.train_steps, "batch_size": s.batch_size, "lr": s.lr, "optimizer": "adamw",
+                 "grad_clip": s.grad_clip, "seed": seed, "accelerator": s.accelerator, "progress": progress,
+                 **(train or {})}
+    total = train_cfg["steps"]
+    train_cfg.update(log_every=max(1, total // 50), checkpoint_every=max(1, total // 10),
+                     sample_every=max(1, total // 5))
+    return {"model_name": model_name, "model": model, "data": data_cfg, "train": train_cfg}

@@ -11,9 +11,9 @@ from genrep.errors import ConfigError
 
 def recipes() -> dict[str, ModuleType]:
     from genrep.experiments.reproduce import table_4_3_1, table_4_4_1, table_5_7_1, table_6_6_1, table_6_6_2
-    from genrep.experiments.reproduce import table_8_4_1
+    from genrep.experiments.reproduce import table_6_6_5, table_6_6_6, table_8_4_1
 
-    modules = (table_4_3_1, table_4_4_1, table_5_7_1, table_6_6_1, table_6_6_2, table_8_4_1)
+    modules = (table_4_3_1, table_4_4_1, table_5_7_1, table_6_6_1, table_6_6_2, table_6_6_5, table_6_6_6, table_8_4_1)
     return {module.NAME: module for module in modules}
 
 
