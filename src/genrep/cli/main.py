@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     from genrep.cli import analyze_cmd
     from genrep.cli import reproduce_cmd
     from genrep.cli import continual_cmd
+    from genrep.cli import joint_cmd
 
     parser = argparse.ArgumentParser(
         prog="genrep",
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_cmd.register(commands)
     analyze_cmd.register(commands)
     continual_cmd.register(commands)
+    joint_cmd.register(commands)
     return parser
 
 

@@ -12,7 +12,8 @@ def register(commands) -> None:
     p.add_argument("table", help="e.g. table-4.3.1 (`genrep reproduce list` shows all)")
     p.add_argument("--scale", default="smoke", help="smoke (CI, minutes), cpu (2 cores, < 1 h), paper (published)")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
-    p.add_argument("--out", default=None, help="folder (default runs/reproduce/TABLE-SCALE)")
+    p.add_argument("--out", default=None, help="folder (default runs/reproduce/TABLE-SCALE; the ch. 6 tables share"
+                   " runs/reproduce/joint-diffusion-SCALE)")
     p.add_argument("--calorimeter-path", default=None, help="table-4.3.1: real ZDC .npz files instead of the"
                    " synthetic simulator")
     p.add_argument("--celeba-path", default=None, help="table-4.4.1: folder with the official CelebA files")
@@ -37,7 +38,8 @@ def reproduce_cmd(args) -> int:
         return print_plan(recipe, args.table, args.scale)
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
-    out = args.out or f"runs/reproduce/{args.table}-{args.scale}"
+    # tables that share their training runs (the joint diffusion ones) share one default folder
+    out = args.out or f"runs/reproduce/{getattr(recipe, 'SHARED_RUNS', args.table)}-{args.scale}"
     options = {k: v for k, v in (("calorimeter_path", args.calorimeter_path), ("celeba_path", args.celeba_path)) if v}
     accepted = inspect.signature(recipe.run).parameters
     for key in options:
@@ -51,7 +53,8 @@ def reproduce_cmd(args) -> int:
     print()
     print(f"{recipe.TITLE} — scale {args.scale}, seeds {result['seeds']}")
     print(result["markdown"])
-    print(f"\nresults: {out}/results.json, {out}/results.md")
+    files = result.get("files", [f"{out}/results.json", f"{out}/results.md"])
+    print(f"\nresults: {', '.join(map(str, files))}")
     return 0
 
 

@@ -13,6 +13,9 @@ Both plug into the public sampling loops of `GaussianDiffusion` (`p_sample_loop`
   (`image_sample_with_classifier.py`), which the thesis verified to work for ε-prediction (the
   noise estimate is pushed away from the class, so the image denoised by subtracting it moves
   toward it). α = 0 decodes the unchanged Z, i.e. exactly the plain model output.
+  `step="descend-ce"` is the other reading, the thesis prose's rule for ε-prediction models
+  (Z' = Z + α∇_Z log g(y|Z) = Z − α∇_Z CE: move the representation toward the class); which one
+  raises p(y) on a given model is measured in benchmarks/RESULTS.md ("Joint diffusion").
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from genrep.errors import InputError
+from genrep.errors import ConfigError, InputError
+
+STEPS = {"ascend-ce": 1.0, "descend-ce": -1.0}  # the sign of α∇_Z CE_sum in Z' = Z ± α∇_Z CE_sum
 
 
 def _check_alpha(name: str, value) -> float:
@@ -63,13 +68,17 @@ class OptimisedRepresentations:
     1000). `on_step(t, probabilities)` is called at every step with the classifier's
     probabilities (N×K, before the update) on the current x_t, e.g. for the decision-vs-step
     picture (Fig. 6.6.3). The wrapped callable is what the sampling loops call; it enables
-    gradients itself, so it works inside their `torch.no_grad()`.
+    gradients itself, so it works inside their `torch.no_grad()`. `step`: "ascend-ce" (Z + α∇CE,
+    the reference code and Alg. 1 as printed; default) or "descend-ce" (Z − α∇CE, the thesis prose).
     """
 
     def __init__(self, encode: Callable, decode: Callable, classify: Callable, target: torch.Tensor, alpha: float,
-                 *, on_step: Callable[[torch.Tensor, torch.Tensor], None] | None = None):
+                 *, on_step: Callable[[torch.Tensor, torch.Tensor], None] | None = None, step: str = "ascend-ce"):
+        if step not in STEPS:
+            raise ConfigError(f"the representation step must be one of {', '.join(STEPS)}, got {step!r}")
         self.encode, self.decode, self.classify = encode, decode, classify
         self.target, self.alpha, self.on_step = target, _check_alpha("alpha", alpha), on_step
+        self.signed_alpha = STEPS[step] * self.alpha
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, **_) -> torch.Tensor:
         if len(self.target) != x_t.shape[0]:
@@ -88,7 +97,7 @@ class OptimisedRepresentations:
                 self.on_step(t, probs.detach())
             if self.alpha != 0:
                 grads = torch.autograd.grad(classification_loss_sum(logits, self.target), [h, *skips])
-                h = h + self.alpha * grads[0]
-                skips = [s + self.alpha * g for s, g in zip(skips, grads[1:])]
+                h = h + self.signed_alpha * grads[0]
+                skips = [s + self.signed_alpha * g for s, g in zip(skips, grads[1:])]
         with torch.no_grad():
             return self.decode(h.detach(), [s.detach() for s in skips], t)

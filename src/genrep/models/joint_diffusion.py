@@ -22,8 +22,10 @@ Loss (Eq. 6.8), one optimiser over encoder, decoder and head:
 command), or a number. The CE only reaches the head and the encoder.
 Noisy classifiers (`classifier.noisy`):
 - "off": the clean term only (the thesis' default training, Sec. 6.6);
-- "thesis": Eq. 6.10, L_class + Σ_{τ ∈ 𝒯} CE(g(e(aug(x_τ))), y) with x_τ = q_sample(x_0, τ) and
-  𝒯 = `classifier.noisy_timesteps` (default {⌊T/4⌋, ⌊T/2⌋, ⌊3T/4⌋}: the thesis leaves 𝒯 open);
+- "thesis": Eq. 6.10, L_class + Σ_{τ ∈ 𝒯} CE(g(e(aug(x_τ))), y) with x_τ = q_sample(x_0, τ):
+  with `classifier.noisy_timesteps` = 𝒯 the exact sum over that set; by default (null; the thesis
+  leaves 𝒯 open) 𝒯 = {1, …, T−1} estimated by one term per image at the diffusion's own t and
+  noise (t = 0 counts as 1), i.e. the sum up to the constant |𝒯|: one extra encoder pass per step;
 - "reference": CE(g(e(aug(x_t)), t)) at the diffusion's own sampled t and noise *replaces* the
   clean term (`train_noised_classifier=True` of the reference code).
 Augmentation (`classifier.augmentation`, on by default as in the reference): see
@@ -50,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genrep.diffusion.guidance import OptimisedRepresentations
+from genrep.diffusion.guidance import STEPS, OptimisedRepresentations
 from genrep.errors import ConfigError, InputError
 from genrep.models.base import Output
 from genrep.models.classifier_augmentation import SPACES, ClassifierAugmentation
@@ -65,7 +67,7 @@ NOISY_MODES = ("off", "thesis", "reference")
 class ClassifierSettings:
     """The classifier head and its loss (module docstring). loss_weight: "thesis" (1), "reference"
     (0.001) or a number ≥ 0. noisy: "off" | "thesis" | "reference". noisy_timesteps: 𝒯 for
-    "thesis" (null = {T/4, T/2, 3T/4}). augmentation: kornia augmentation of the classifier input;
+    "thesis" (null = all of 1…T−1, one sampled term per image). augmentation: kornia augmentation of the classifier input;
     augmentation_space: "data" | "reference". append_t: append raw t to z (reference). dropout:
     both dropout layers (0.7). buffer_size: the semi-supervised labelled buffer (null = none; the
     recipes set the batch size). train: false = diffusion loss only, head frozen."""
@@ -119,18 +121,23 @@ class ClassifierSettings:
 class JointDiffusionConfig(DDGMConfig):
     """A `DDGMConfig` (the diffusion and its UNet) plus `classifier` (`ClassifierSettings`) and
     `sampling_alpha`, the step size α of conditional sampling (thesis sweet spot 100–250; the
-    reference default is 1000). Sampling defaults to no clipping (Alg. 1, the reference code).
+    reference default is 1000), and `sampling_step` its sign: "ascend-ce" (Z + α∇CE, the reference
+    code and Alg. 1 as printed, METHODS.md) or "descend-ce" (Z − α∇CE, the thesis prose's rule for
+    ε-prediction). Sampling defaults to no clipping (Alg. 1, the reference code).
     The reference FashionMNIST run: steps 500, UNet 64 channels, mult (1, 2, 2), 3 ResBlocks,
     dropout 0.3, loss_weight "reference", AdamW 1e-4, batch 128, 100k steps."""
 
     clip_denoised: bool = False
     classifier: ClassifierSettings = dataclasses.field(default_factory=ClassifierSettings)
     sampling_alpha: float = 200.0
+    sampling_step: str = "ascend-ce"
 
     def __post_init__(self):
         super().__post_init__()
         if isinstance(self.classifier, dict):
             self.classifier = ClassifierSettings(**self.classifier)
+        if self.sampling_step not in STEPS:
+            raise ConfigError(f"model.sampling_step must be one of {', '.join(STEPS)}, got {self.sampling_step!r}")
         a = self.sampling_alpha
         if isinstance(a, bool) or not isinstance(a, (int, float)) or not a >= 0:
             raise ConfigError(f"model.sampling_alpha must be a number >= 0, got {a!r}")
@@ -165,7 +172,7 @@ class JointDiffusion(PooledClassifier, DDGM):
             target_shape = (num_attributes,) if self.multi_label else ()
             self.label_buffer = LabelledBuffer(cls.buffer_size, self.image_shape, target_shape,
                                                torch.float32 if self.multi_label else torch.int64)
-        self.noisy_timesteps = cls.noisy_timesteps or tuple(max(1, config.steps * k // 4) for k in (1, 2, 3))
+        self.noisy_timesteps = cls.noisy_timesteps
         if not cls.train:
             self.head.requires_grad_(False)
 
@@ -205,7 +212,10 @@ class JointDiffusion(PooledClassifier, DDGM):
             ce, logits = self.class_loss(self.diffusion.q_sample(x_l, t_l, noise_l), y_l, t_l)
         else:
             ce, logits = self.class_loss(x_l, y_l)
-            if cls.noisy == "thesis":  # Eq. 6.10
+            if cls.noisy == "thesis" and self.noisy_timesteps is None:  # Eq. 6.10, 𝒯 = {1…T−1}, one term per image
+                t_n = t_l.clamp(min=1)
+                ce = ce + self.class_loss(self.diffusion.q_sample(x_l, t_n, noise_l), y_l, t_n)[0]
+            elif cls.noisy == "thesis":  # Eq. 6.10 over the given 𝒯
                 for tau in self.noisy_timesteps:
                     t_tau = torch.full((len(x_l),), tau, dtype=torch.long, device=x_l.device)
                     ce = ce + self.class_loss(self.diffusion.q_sample(x_l, t_tau), y_l, t_tau)[0]
@@ -214,19 +224,22 @@ class JointDiffusion(PooledClassifier, DDGM):
         return ce, hits.float().mean(), len(x_l)
 
     # ----------------------------------------------------------------------- sampling
-    def conditional_model(self, target: torch.Tensor, alpha: float, *, on_step=None) -> OptimisedRepresentations:
-        """The model callable of Alg. 1 for the sampling loops (targets already checked)."""
+    def conditional_model(self, target: torch.Tensor, alpha: float, *, on_step=None,
+                          step: str | None = None) -> OptimisedRepresentations:
+        """The model callable of Alg. 1 for the sampling loops (targets already checked); `step`
+        replaces `config.sampling_step`."""
         return OptimisedRepresentations(self.unet.encode, self.unet.decode, self.classify_features, target, alpha,
-                                        on_step=on_step)
+                                        on_step=on_step, step=step or self.config.sampling_step)
 
     @torch.no_grad()
     def sample(self, n: int, cond: torch.Tensor | None = None, *, alpha: float | None = None,
                noise: torch.Tensor | None = None, generator: torch.Generator | None = None, progress: bool = False,
-               on_step=None) -> torch.Tensor:
+               on_step=None, step: str | None = None) -> torch.Tensor:
         """n images (n×C×H×W in `value_range`). Without `cond`: unconditional (as a DDGM). With
         `cond` (int64 classes (n,), or attributes n×A): conditional sampling by optimised
         representations (Alg. 1) with step size `alpha` (default `config.sampling_alpha`), in eval
-        mode. `on_step(t, probabilities)` sees the classifier's decision at every step."""
+        mode. `on_step(t, probabilities)` sees the classifier's decision at every step; `step`
+        replaces `config.sampling_step` (the sign of the update)."""
         if cond is None:
             if alpha is not None:
                 raise InputError("alpha sets conditional sampling: pass the target classes as cond")
@@ -236,7 +249,7 @@ class JointDiffusion(PooledClassifier, DDGM):
         target = self.check_target(cond, n)
         alpha = self.config.sampling_alpha if alpha is None else alpha
         with self.evaluating():
-            model = self.conditional_model(target, alpha, on_step=on_step)
+            model = self.conditional_model(target, alpha, on_step=on_step, step=step)
             x0 = reverse_diffusion(self.sampling_diffusion, model, (n, *self.image_shape), sampler=self.config.sampler,
                                    eta=self.config.ddim_eta, clip_denoised=self.config.clip_denoised, noise=noise,
                                    generator=generator, device=self.device, progress=progress)

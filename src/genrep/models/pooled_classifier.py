@@ -49,6 +49,9 @@ class LabelledBuffer(nn.Module):
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
 
     def push(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if len(x) > self.capacity:  # at once, not only when the backlog has grown past the capacity
+            raise InputError(f"a batch of {len(x)} labelled images overflows the labelled buffer of {self.capacity};"
+                             " set model.classifier.buffer_size >= the batch size")
         held = int(self.count)
         all_x = torch.cat([self.x[:held], x.detach().to(self.x.dtype)])
         all_y = torch.cat([self.y[:held], y.detach().to(self.y.dtype)])

@@ -74,10 +74,11 @@ def frozen_feature_accuracy(model, train: ImageDataset, test: ImageDataset, *, e
 
 @torch.no_grad()
 def generate(model, n: int, seed: int, *, labels: torch.Tensor | None = None, alpha: float | None = None,
-             guide=None, guidance_scale: float = GUIDANCE_SCALE, batch_size: int = 500,
+             step: str | None = None, guide=None, guidance_scale: float = GUIDANCE_SCALE, batch_size: int = 500,
              progress: bool = False) -> torch.Tensor:
     """n images in [0, 1] (N×C×H×W, CPU), seeded. `labels` (n,) with a joint model: conditional
-    sampling by optimised representations with step `alpha`; with `guide` (a noisy
+    sampling by optimised representations with step size `alpha` and sign `step` (default the
+    model's `sampling_step`); with `guide` (a noisy
     `UNetClassifier`) and a DDGM: classifier guidance toward `labels` (Eq. 6.12); neither:
     unconditional."""
     from genrep.data.transforms import rescale
@@ -99,7 +100,7 @@ def generate(model, n: int, seed: int, *, labels: torch.Tensor | None = None, al
                                     generator=generator, device=model.device, progress=progress)
             x = from_model_range(x, model.value_range)
         elif y is not None:
-            x = model.sample(m, y, alpha=alpha, generator=generator, progress=progress)
+            x = model.sample(m, y, alpha=alpha, step=step, generator=generator, progress=progress)
         else:
             x = model.sample(m, generator=generator, progress=progress)
         chunks.append(rescale(x.float().cpu(), model.value_range, (0.0, 1.0)).clamp_(0.0, 1.0))

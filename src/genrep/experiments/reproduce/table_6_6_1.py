@@ -7,8 +7,9 @@ Rows (all on the same UNet; `genrep.experiments.joint.settings`):
   (Sec. 6.4.1; features computed once, so no augmentation);
 - Ours: `joint-ddgm`, Eq. 6.8 (noisy classifiers off), accuracy of its head on clean x_0 at t = 0.
 Accuracy on the whole test split, mean ± std over seeds, in %. The runs live in
-OUT/seed{S}/{classifier,ddgm,joint}, reused when finished — Table 6.6.2 trains the same `ddgm` and
-`joint` runs, so give both tables one --out to train them once.
+OUT/seed{S}/{classifier,ddgm,joint}, reused when finished — Tables 6.6.2 and 6.6.5 train the same
+`ddgm` and `joint` runs, and the ch. 6 tables share one default --out (each writes OUT/TABLE.json
+and OUT/TABLE.md).
 
 Scales: see `genrep.experiments.joint.settings` (`cpu`: FashionMNIST at 16×16, 1500 steps).
 `paper` covers the FashionMNIST column; SVHN / CIFAR-10 / CIFAR-100 run with `datasets=` when their
@@ -22,6 +23,7 @@ from typing import Any
 
 from genrep.experiments.reproduce.common import check_inputs, check_scale, markdown_table, mean_std
 
+SHARED_RUNS = "joint-diffusion"  # the ch. 6 tables reuse each other's runs in one folder
 NAME = "table-6.6.1"
 TITLE = "Table 6.6.1: accuracy of joint diffusion vs a stand-alone classifier and a pre-trained DDGM's features"
 
@@ -63,9 +65,9 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
                 f"scale `{scale}` (genrep.experiments.joint.settings).")
     results = {"table": NAME, "scale": scale, "seeds": list(range(seeds)), "datasets": list(datasets),
                "values": values, "published": PUBLISHED}
-    write_json(out / "results.json", results)
-    (out / "results.md").write_text(f"# {TITLE}\n\n{table}\n\n{footnote}\n")
-    return {**results, "markdown": f"{table}\n\n{footnote}"}
+    write_json(out / f"{NAME}.json", results)
+    (out / f"{NAME}.md").write_text(f"# {TITLE}\n\n{table}\n\n{footnote}\n")
+    return {**results, "markdown": f"{table}\n\n{footnote}", "files": [out / f"{NAME}.json", out / f"{NAME}.md"]}
 
 
 def results_table(values, datasets, seeds: int) -> str:

@@ -9,7 +9,9 @@ Rows (same UNet and diffusion for all; `genrep.experiments.joint.settings`):
 - Ours: `joint`, unconditional sampling;
 - Ours (conditional sampling): `joint-noisy` (trained with noisy classifiers, Eq. 6.10, as the thesis
   does for this row) sampled by optimised representations (Alg. 1) toward class-balanced labels
-  with α = `ALPHA`.
+  with α = `ALPHA` and the reference code's sign (Z + α∇_Z CE, Alg. 1; METHODS.md);
+- Ours (conditional sampling, Z − α∇CE): the same with the opposite sign, the thesis prose's rule
+  for ε-prediction (not a row of the published table: which sign helps is measured, not assumed).
 n samples (seeded) against a seeded n-image subset of the test split (resized as the runs see it);
 FID on the scale's feature extractor (LeNet at `smoke`/`cpu`: compare rankings, not values, with the
 published Inception FIDs), PRD (max F_8 / F_{1/8} × 100). Runs in OUT/seed{S}/{ddgm,
@@ -24,12 +26,14 @@ from typing import Any
 
 from genrep.experiments.reproduce.common import check_inputs, check_scale, markdown_table, mean_std
 
+SHARED_RUNS = "joint-diffusion"  # the ch. 6 tables reuse each other's runs in one folder
 NAME = "table-6.6.2"
 TITLE = "Table 6.6.2: FID / precision / recall of DDGM, classifier guidance, joint diffusion and conditional sampling"
 
-ROWS = ("ddgm", "ddgm-guidance", "joint", "joint-conditional")
+ROWS = ("ddgm", "ddgm-guidance", "joint", "joint-conditional", "joint-conditional-descend")
 LABELS = {"ddgm": "DDGM", "ddgm-guidance": "DDGM (classifier guidance)", "joint": "Ours",
-          "joint-conditional": "Ours (conditional sampling)"}
+          "joint-conditional": "Ours (conditional sampling)",
+          "joint-conditional-descend": "Ours (conditional sampling, Z − α∇CE)"}
 METRICS = ("fid", "precision", "recall")
 ALPHA = 200.0  # the thesis' sweet spot is 100–250 (Fig. 6.6.1)
 PUBLISHED = {  # FashionMNIST and CIFAR-10 columns of Table 6.6.2: (FID, Prec, Rec)
@@ -73,7 +77,9 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
                                               progress=progress),
             "joint": lambda: generate(load_run(runs["joint"]), n, seed, progress=progress),
             "joint-conditional": lambda: generate(load_run(runs["joint-noisy"]), n, seed, labels=labels, alpha=alpha,
-                                                  progress=progress),
+                                                  step="ascend-ce", progress=progress),
+            "joint-conditional-descend": lambda: generate(load_run(runs["joint-noisy"]), n, seed, labels=labels,
+                                                          alpha=alpha, step="descend-ce", progress=progress),
         }
         for row, sample in samplers.items():
             started = time.perf_counter()
@@ -90,15 +96,15 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
                 f"conditional sampling α = {alpha:g}, classifier-guidance scale 1; scale `{scale}`.")
     results = {"table": NAME, "scale": scale, "seeds": list(range(seeds)), "n_eval": n, "alpha": alpha,
                "features": features_note, "values": values, "published": PUBLISHED, "timings_s": timings}
-    write_json(out / "results.json", results)
-    (out / "results.md").write_text(f"# {TITLE}\n\n{table}\n\n{footnote}\n")
-    return {**results, "markdown": f"{table}\n\n{footnote}"}
+    write_json(out / f"{NAME}.json", results)
+    (out / f"{NAME}.md").write_text(f"# {TITLE}\n\n{table}\n\n{footnote}\n")
+    return {**results, "markdown": f"{table}\n\n{footnote}", "files": [out / f"{NAME}.json", out / f"{NAME}.md"]}
 
 
 def results_table(values, seeds: int, dataset: str) -> str:
     rows = []
     for row in ROWS:
-        published = PUBLISHED[row].get(dataset)
+        published = PUBLISHED.get(row, {}).get(dataset)
         cells = [LABELS[row]]
         for i, metric in enumerate(METRICS):
             stats = mean_std(values[row][metric])

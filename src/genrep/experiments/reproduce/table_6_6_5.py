@@ -15,6 +15,7 @@ from typing import Any
 from genrep.experiments.joint.semisupervised import LABELS, METHODS, plot_semisupervised, run_semisupervised
 from genrep.experiments.reproduce.common import check_inputs, check_scale, markdown_table, mean_std
 
+SHARED_RUNS = "joint-diffusion"  # the ch. 6 tables reuse each other's runs in one folder
 NAME = "table-6.6.5"
 TITLE = "Table 6.6.5: semi-supervised accuracy of joint diffusion vs a classifier and a pre-trained DDGM head"
 
@@ -48,9 +49,9 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
     picture = plot_semisupervised(result, out / "semisupervised.png")
     results = {"table": NAME, "scale": scale, "seeds": list(range(seeds)), **result, "published": PUBLISHED,
                "picture": picture.name}
-    write_json(out / "results.json", results)
-    (out / "results.md").write_text(f"# {TITLE}\n\n{table}\n\n{footnote}\n\n![accuracy vs labels]({picture.name})\n")
-    return {**results, "markdown": f"{table}\n\n{footnote}"}
+    write_json(out / f"{NAME}.json", results)
+    (out / f"{NAME}.md").write_text(f"# {TITLE}\n\n{table}\n\n{footnote}\n\n![accuracy vs labels]({picture.name})\n")
+    return {**results, "markdown": f"{table}\n\n{footnote}", "files": [out / f"{NAME}.json", out / f"{NAME}.md"]}
 
 
 def results_table(result: dict[str, Any], seeds: int) -> str:

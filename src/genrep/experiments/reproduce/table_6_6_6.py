@@ -15,6 +15,7 @@ from typing import Any
 from genrep.experiments.joint.adaptation import LABELS, METHODS, run_adaptation
 from genrep.experiments.reproduce.common import check_inputs, check_scale, markdown_table, mean_std
 
+SHARED_RUNS = "joint-diffusion"  # the ch. 6 tables reuse each other's runs in one folder
 NAME = "table-6.6.6"
 TITLE = "Table 6.6.6: domain adaptation of joint diffusion by diffusion-only fine-tuning on the target"
 
@@ -43,9 +44,9 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
                 f"[published Table 6.6.6 for its pairs]; scale `{scale}`.")
     results = {"table": NAME, "scale": scale, "seeds": list(range(seeds)), "mode": mode, "cells": cells,
                "published": {f"{s}->{t}": v for (s, t), v in PUBLISHED.items()}}
-    write_json(out / "results.json", results)
-    (out / "results.md").write_text(f"# {TITLE}\n\n{table}\n\n{footnote}\n")
-    return {**results, "markdown": f"{table}\n\n{footnote}"}
+    write_json(out / f"{NAME}.json", results)
+    (out / f"{NAME}.md").write_text(f"# {TITLE}\n\n{table}\n\n{footnote}\n")
+    return {**results, "markdown": f"{table}\n\n{footnote}", "files": [out / f"{NAME}.json", out / f"{NAME}.md"]}
 
 
 def results_table(cells, pairs, seeds: int) -> str:
