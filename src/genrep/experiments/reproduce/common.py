@@ -122,8 +122,16 @@ def mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:
     return mean, math.sqrt(var)
 
 
+def mean_sem(values: Sequence[float | None]) -> tuple[float, float] | None:
+    """(mean, standard error of the mean; 0 for one value) of the non-None values, or None."""
+    stats = mean_std(values)
+    n = sum(v is not None for v in values)
+    return None if stats is None else (stats[0], stats[1] / math.sqrt(n))
+
+
 def format_cell(stats: tuple[float, float] | None, published: float | None, n_seeds: int) -> str:
-    """"ours ± std [published]" (± only with several seeds); "—" where a value does not exist."""
+    """"ours ± spread [published]" (stats = (mean, std or SEM); ± only with several seeds); "—" where a
+    value does not exist."""
     ours = "—" if stats is None else (f"{stats[0]:.2f} ± {stats[1]:.2f}" if n_seeds > 1 else f"{stats[0]:.2f}")
     return ours if published is None else f"{ours} [{published:g}]"
 

@@ -6,7 +6,7 @@ Rows (all on the same UNet; `genrep.experiments.joint.settings`):
 - Ours (pre-trained DDGM): the head trained on the frozen pooled features z_0 of a plain DDGM
   (Sec. 6.4.1; features computed once, so no augmentation);
 - Ours: `joint-ddgm`, Eq. 6.8 (noisy classifiers off), accuracy of its head on clean x_0 at t = 0.
-Accuracy on the whole test split, mean ± std over seeds, in %. The runs live in
+Accuracy on the whole test split, mean ± SEM over seeds, in %. The runs live in
 OUT/seed{S}/{classifier,ddgm,joint}, reused when finished — Tables 6.6.2 and 6.6.5 train the same
 `ddgm` and `joint` runs, and the ch. 6 tables share one default --out (each writes OUT/TABLE.json
 and OUT/TABLE.md).
@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from genrep.experiments.reproduce.common import check_inputs, check_scale, markdown_table, mean_std
+from genrep.experiments.reproduce.common import check_inputs, check_scale, format_cell, markdown_table, mean_sem
 
 SHARED_RUNS = "joint-diffusion"  # the ch. 6 tables reuse each other's runs in one folder
 NAME = "table-6.6.1"
@@ -61,7 +61,7 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
             values["pretrained-ddgm"][dataset].append(100 * accuracy)
             log(f"[seed {seed}] {dataset}: " + ", ".join(f"{LABELS[r]} {values[r][dataset][-1]:.2f}" for r in ROWS))
     table = results_table(values, datasets, seeds)
-    footnote = (f"ours: test accuracy in %, mean ± std over seeds {list(range(seeds))} [published Table 6.6.1]; "
+    footnote = (f"ours: test accuracy in %, mean ± SEM over seeds {list(range(seeds))} [published Table 6.6.1]; "
                 f"scale `{scale}` (genrep.experiments.joint.settings).")
     results = {"table": NAME, "scale": scale, "seeds": list(range(seeds)), "datasets": list(datasets),
                "values": values, "published": PUBLISHED}
@@ -75,8 +75,8 @@ def results_table(values, datasets, seeds: int) -> str:
     for row in ROWS:
         cells = [LABELS[row]]
         for dataset in datasets:
-            stats = mean_std(values[row][dataset])
-            ours = "—" if stats is None else (f"{stats[0]:.2f} ± {stats[1]:.2f}" if seeds > 1 else f"{stats[0]:.2f}")
+            stats = mean_sem(values[row][dataset])
+            ours = format_cell(stats, None, seeds)
             published = PUBLISHED[row].get(dataset)
             cells.append(ours + (f" [{published}]" if published is not None else ""))
         rows.append(cells)

@@ -12,7 +12,8 @@ Rows (same UNet and diffusion for all; `genrep.experiments.joint.settings`):
   with α = `ALPHA` and the reference code's sign (Z + α∇_Z CE, Alg. 1; METHODS.md);
 - Ours (conditional sampling, Z − α∇CE): the same with the opposite sign, the thesis prose's rule
   for ε-prediction (not a row of the published table: which sign helps is measured, not assumed).
-n samples (seeded) against a seeded n-image subset of the test split (resized as the runs see it);
+n samples (seeded) against a seeded n-image subset of the test split (resized as the runs see it; both
+resized again to the feature extractor's input size, e.g. 16 → 28 for the FashionMNIST LeNet at `cpu`);
 FID on the scale's feature extractor (LeNet at `smoke`/`cpu`: compare rankings, not values, with the
 published Inception FIDs), PRD (max F_8 / F_{1/8} × 100). Runs in OUT/seed{S}/{ddgm,
 noisy-classifier,joint,joint-noisy}, reused when finished (shared with Table 6.6.1 under one --out).
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from genrep.experiments.reproduce.common import check_inputs, check_scale, markdown_table, mean_std
+from genrep.experiments.reproduce.common import check_inputs, check_scale, format_cell, markdown_table, mean_sem
 
 SHARED_RUNS = "joint-diffusion"  # the ch. 6 tables reuse each other's runs in one folder
 NAME = "table-6.6.2"
@@ -54,6 +55,7 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
     from genrep.experiments.joint.cells import train_cell
     from genrep.experiments.joint.evaluation import balanced_labels, feature_extractor, generate, generation_metrics
     from genrep.experiments.joint.evaluation import load_run, run_data
+    from genrep.experiments.joint.sampling_analysis import match_extractor
     from genrep.experiments.joint.settings import scale_of
     from genrep.runs import write_json
 
@@ -66,7 +68,7 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
     values = {row: {m: [] for m in METRICS} for row in ROWS}
     timings: dict[str, float] = {}
     for seed in range(seeds):
-        f_real = extractor.features(choose_real(test, n, seed).images, progress=progress)
+        f_real = extractor.features(match_extractor(choose_real(test, n, seed).images, extractor), progress=progress)
         runs = {kind: train_cell(out, kind, scale, seed, log=log, progress=progress)[0]
                 for kind in ("ddgm", "noisy-classifier", "joint", "joint-noisy")}
         labels = balanced_labels(n, test.num_classes)
@@ -86,12 +88,13 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
             with torch.no_grad():
                 fake = sample()
             timings[f"seed{seed}/{row}/sample_s"] = round(time.perf_counter() - started, 1)
-            result = generation_metrics(f_real, extractor.features(fake, progress=progress), seed)
+            result = generation_metrics(f_real, extractor.features(match_extractor(fake, extractor), progress=progress),
+                                        seed)
             for metric, value in result.items():
                 values[row][metric].append(value)
             log(f"[seed {seed}] {LABELS[row]}: " + ", ".join(f"{k}={v:.2f}" for k, v in result.items()))
     table = results_table(values, seeds, s.dataset)
-    footnote = (f"ours: mean ± std over seeds {list(range(seeds))} of {n} samples vs {n} test images, "
+    footnote = (f"ours: mean ± SEM over seeds {list(range(seeds))} of {n} samples vs {n} test images, "
                 f"features {features_note} [published Table 6.6.2, {s.dataset} column, Inception FID]; "
                 f"conditional sampling α = {alpha:g}, classifier-guidance scale 1; scale `{scale}`.")
     results = {"table": NAME, "scale": scale, "seeds": list(range(seeds)), "n_eval": n, "alpha": alpha,
@@ -107,8 +110,8 @@ def results_table(values, seeds: int, dataset: str) -> str:
         published = PUBLISHED.get(row, {}).get(dataset)
         cells = [LABELS[row]]
         for i, metric in enumerate(METRICS):
-            stats = mean_std(values[row][metric])
-            ours = "—" if stats is None else (f"{stats[0]:.2f} ± {stats[1]:.2f}" if seeds > 1 else f"{stats[0]:.2f}")
+            stats = mean_sem(values[row][metric])
+            ours = format_cell(stats, None, seeds)
             cells.append(ours + (f" [{published[i]}]" if published else ""))
         rows.append(cells)
     return markdown_table(["model", "FID ↓", "Prec ↑", "Rec ↑"], rows)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from genrep.experiments.joint.semisupervised import LABELS, METHODS, plot_semisupervised, run_semisupervised
-from genrep.experiments.reproduce.common import check_inputs, check_scale, markdown_table, mean_std
+from genrep.experiments.reproduce.common import check_inputs, check_scale, format_cell, markdown_table, mean_sem
 
 SHARED_RUNS = "joint-diffusion"  # the ch. 6 tables reuse each other's runs in one folder
 NAME = "table-6.6.5"
@@ -43,7 +43,7 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
     result = run_semisupervised(out, scale=scale, seeds=seeds, dataset=dataset, shares=shares, balanced=balanced,
                                 progress=progress, log=log)
     table = results_table(result, seeds)
-    footnote = (f"ours: test accuracy in %, mean ± std over seeds {list(range(seeds))}, {dataset}, "
+    footnote = (f"ours: test accuracy in %, mean ± SEM over seeds {list(range(seeds))}, {dataset}, "
                 f"{'class-balanced' if balanced else 'random (reference)'} labelled subsets "
                 f"[published Table 6.6.5 where the data set has one]; scale `{scale}`.")
     picture = plot_semisupervised(result, out / "semisupervised.png")
@@ -60,8 +60,8 @@ def results_table(result: dict[str, Any], seeds: int) -> str:
     for method in METHODS:
         cells = [LABELS[method]]
         for share in result["shares"]:
-            stats = mean_std(result["values"][method][f"{share:g}"])
-            ours = "—" if stats is None else (f"{stats[0]:.2f} ± {stats[1]:.2f}" if seeds > 1 else f"{stats[0]:.2f}")
+            stats = mean_sem(result["values"][method][f"{share:g}"])
+            ours = format_cell(stats, None, seeds)
             value = published.get(method, {}).get(share)
             cells.append(ours + (f" [{value}]" if value is not None else ""))
         rows.append(cells)

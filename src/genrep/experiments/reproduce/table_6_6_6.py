@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from genrep.experiments.joint.adaptation import LABELS, METHODS, run_adaptation
-from genrep.experiments.reproduce.common import check_inputs, check_scale, markdown_table, mean_std
+from genrep.experiments.reproduce.common import check_inputs, check_scale, format_cell, markdown_table, mean_sem
 
 SHARED_RUNS = "joint-diffusion"  # the ch. 6 tables reuse each other's runs in one folder
 NAME = "table-6.6.6"
@@ -40,7 +40,7 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
     cells = {f"{s}->{t}": run_adaptation(out, scale=scale, seeds=seeds, source=s, target=t, mode=mode,
                                          progress=progress, log=log) for s, t in pairs}
     table = results_table(cells, pairs, seeds)
-    footnote = (f"ours: target test accuracy in %, mean ± std over seeds {list(range(seeds))}, {mode} protocol "
+    footnote = (f"ours: target test accuracy in %, mean ± SEM over seeds {list(range(seeds))}, {mode} protocol "
                 f"[published Table 6.6.6 for its pairs]; scale `{scale}`.")
     results = {"table": NAME, "scale": scale, "seeds": list(range(seeds)), "mode": mode, "cells": cells,
                "published": {f"{s}->{t}": v for (s, t), v in PUBLISHED.items()}}
@@ -54,8 +54,8 @@ def results_table(cells, pairs, seeds: int) -> str:
     for method in METHODS:
         row = [LABELS[method]]
         for s, t in pairs:
-            stats = mean_std(cells[f"{s}->{t}"]["values"][method])
-            ours = "—" if stats is None else (f"{stats[0]:.2f} ± {stats[1]:.2f}" if seeds > 1 else f"{stats[0]:.2f}")
+            stats = mean_sem(cells[f"{s}->{t}"]["values"][method])
+            ours = format_cell(stats, None, seeds)
             published = PUBLISHED.get((s, t), {}).get(method)
             row.append(ours + (f" [{published}]" if published is not None else ""))
         rows.append(row)
