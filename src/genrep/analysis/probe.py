@@ -455,12 +455,7 @@ def plot_probe(result: ProbeResult, path: str | Path, *, attributes: Sequence[st
     """PNG at `path`: test AUC against the diffusion timestep t, one line per class/attribute (the
     `labelled_names` in colour with a legend, the others thin grey), the mean AUC in black and the
     chance level dotted; for single-label data a second panel with the multinomial accuracy."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from genrep.utils.files import output_file, writing
+    from genrep.utils.plots import plt, save_figure
 
     t = np.asarray(result.timesteps)
     chosen = labelled_names(result, attributes)
@@ -498,12 +493,7 @@ def plot_probe(result: ProbeResult, path: str | Path, *, attributes: Sequence[st
                           f"{result.n_train} train / {result.n_test} test images, {result.feature_dim} features)",
                  fontsize=10)
     fig.tight_layout()
-    try:
-        with writing(output_file(path)):
-            fig.savefig(path)
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def write_probe_json(result: ProbeResult, path: str | Path, *, info: dict | None = None) -> Path:

@@ -52,7 +52,7 @@ def plot_confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, path: P
     import numpy as np
     from sklearn.metrics import confusion_matrix
 
-    from genrep.utils.plots import plt
+    from genrep.utils.plots import plt, save_figure
 
     k = int(max(int(labels.max()), int(predicted.max())) + 1) if class_names is None else len(class_names)
     counts = confusion_matrix(labels.numpy(), predicted.numpy(), labels=list(range(k)))
@@ -70,17 +70,12 @@ def plot_confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, path: P
     ax.set_ylabel("true")
     ax.set_title(f"test accuracy {np.trace(counts) / max(counts.sum(), 1):.3f}", fontsize=9)
     fig.tight_layout()
-    try:
-        with writing(output_file(path)):
-            fig.savefig(path)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_accuracy_curve(run_dir: Path) -> Path | None:
     """Test accuracy against step from RUN/accuracy.jsonl; None when it has no rows."""
-    from genrep.utils.plots import plt
+    from genrep.utils.plots import plt, save_figure
 
     path = run_dir / ACCURACY_FILE
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
@@ -93,12 +88,7 @@ def plot_accuracy_curve(run_dir: Path) -> Path | None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     out = run_dir / "accuracy.png"
-    try:
-        with writing(output_file(out)):
-            fig.savefig(out)
-    finally:
-        plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def classifier_summary(model, test: ImageDataset, run_dir: Path) -> tuple[dict, list[tuple[str, Path]]]:

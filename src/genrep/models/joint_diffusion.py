@@ -49,8 +49,6 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from genrep.diffusion.guidance import STEPS, OptimisedRepresentations
 from genrep.errors import ConfigError, InputError

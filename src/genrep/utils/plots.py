@@ -13,6 +13,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 from genrep.utils.files import output_file, writing  # noqa: E402
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """Write `fig` to `path` (parent folders created; OutputError naming the path if it cannot be
+    written) and close it either way."""
+    try:
+        with writing(output_file(path)):
+            fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
 def plot_training_curves(metrics_path: str | Path, out: str | Path) -> Path | None:
     """Loss (and validation loss) against step from metrics.jsonl; None if there is nothing to plot."""
     metrics_path = Path(metrics_path)

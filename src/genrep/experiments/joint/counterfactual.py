@@ -187,7 +187,7 @@ def plot_counterfactuals(result: dict, path: str | Path, *, class_names: list[st
     difference; the difference, averaged over the channels for RGB, in a diverging colormap centred
     at 0). Column titles "y→target" (class names when given; y from `labels`, else the prediction
     before) and p(target) after. `value_range`: of the images (default the result's)."""
-    from genrep.utils.plots import output_file, plt, writing
+    from genrep.utils.plots import plt, save_figure
 
     value_range = tuple(result.get("value_range", (0.0, 1.0)) if value_range is None else value_range)
     n = len(result["original"])
@@ -220,9 +220,4 @@ def plot_counterfactuals(result: dict, path: str | Path, *, class_names: list[st
     bar = fig.add_axes((0.94, 0.05, 0.015, 0.18))
     fig.colorbar(shown, cax=bar).ax.tick_params(labelsize=6)
     path = Path(path)
-    try:
-        with writing(output_file(path)):
-            fig.savefig(path)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)

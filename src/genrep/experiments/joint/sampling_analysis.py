@@ -76,7 +76,7 @@ def _alpha_positions(alphas: list[float]) -> tuple[list[float], float | None]:
 def plot_alpha_sweep(rows: list[dict], path: str | Path, *, title: str | None = None) -> Path:
     """Fig. 6.6.1: precision and recall (left) and FID (right) against α on a log x axis, α = 0
     drawn at the left as "0", the thesis' sweet spot α ∈ [100, 250] shaded."""
-    from genrep.utils.plots import output_file, plt, writing
+    from genrep.utils.plots import plt, save_figure
 
     if not rows:
         raise InputError("plot_alpha_sweep needs at least one row")
@@ -104,12 +104,7 @@ def plot_alpha_sweep(rows: list[dict], path: str | Path, *, title: str | None = 
     fig.suptitle(title or "Conditional sampling: precision / recall and FID against α", fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    try:
-        with writing(output_file(path)):
-            fig.savefig(path)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -191,7 +186,7 @@ def plot_decisions(result: dict, path: str | Path, *, class_names: list[str] | N
     samples, a row per class (at most `max_columns` per row)."""
     from matplotlib.ticker import MaxNLocator
 
-    from genrep.utils.plots import output_file, plt, writing
+    from genrep.utils.plots import plt, save_figure
 
     runs = result["runs"]
     if not runs:
@@ -228,12 +223,7 @@ def plot_decisions(result: dict, path: str | Path, *, class_names: list[str] | N
     fig.suptitle(title or "Classifier decisions during conditional sampling", fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    try:
-        with writing(output_file(path)):
-            fig.savefig(path)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def run_feature_extractor(dataset: str, channels: int, *, progress: bool = False):

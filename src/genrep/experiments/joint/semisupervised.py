@@ -75,8 +75,7 @@ def run_semisupervised(out: Path, *, scale: str, seeds: int, dataset: str | None
 def plot_semisupervised(result: dict[str, Any], path: Path) -> Path:
     """Accuracy vs labelled share (log axis), mean ± std over seeds, one line per method."""
     from genrep.experiments.reproduce.common import mean_std
-    from genrep.utils.files import output_file, writing
-    from genrep.utils.plots import plt
+    from genrep.utils.plots import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(5, 3.4), dpi=110)
     for method in METHODS:
@@ -91,9 +90,4 @@ def plot_semisupervised(result: dict[str, Any], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    try:
-        with writing(output_file(path)):
-            fig.savefig(path)
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
