@@ -172,3 +172,16 @@ def test_table_6_6_6_smoke(smoke_tables):
     assert set(cell["values"]) == {"classifier", "joint", "target-classifier"}
     adapted = __import__("yaml").safe_load((out / "seed0" / "joint-da8-adapt-from-mnist" / "config.yaml").read_text())
     assert adapted["model"]["classifier"]["train"] is False and adapted["train"]["init_from"].endswith("joint-mnist-da8")
+
+
+def test_table_6_6_6_scores_the_source_classifier_on_the_target(smoke_tables):
+    from genrep.experiments.classifier_report import accuracy
+    from genrep.experiments.joint.evaluation import load_run, run_data
+
+    out, results = smoke_tables
+    cell = results["table-6.6.6"]["cells"]["mnist->digits"]
+    classifier = load_run(out / "seed0" / "classifier-mnist-da8")
+    target_test = run_data("smoke", "test", dataset="digits", image_size=8)
+    assert cell["values"]["classifier"] == [100 * accuracy(classifier, target_test)]
+    summary = json.loads((out / "seed0" / "joint-da8-adapt-from-mnist" / "summary.json").read_text())
+    assert cell["values"]["joint"] == [100 * summary["test_accuracy"]]  # the adapted run is tested on digits
