@@ -16,9 +16,9 @@ Scales:
 - `smoke`: 8×8 digits, T = 40, UNet 16 ch × (1, 2), 1 ResBlock, no attention, 60 steps of 32:
   seconds per run (tests and CI).
 - `cpu`: FashionMNIST resized to 16×16, T = 200, UNet 16 ch × (1, 2), 1 ResBlock per level, no
-  attention, dropout 0.1, batch 64, AdamW 5e-4, grad-clip 1, 1500 steps (measured on this 2-core
-  CPU with another job on the other core: 0.23 s/step DDGM, 0.30 s/step joint, 0.06 s/step
-  classifier), 1000 samples with 50 respaced steps, FID on the data set's LeNet.
+  attention, dropout 0.1, batch 64, AdamW 5e-4, grad-clip 1, 1500 steps (on idle cores 0.07 s/step
+  DDGM, 0.10 s/step joint; several times slower when other jobs share the cores), 1000 samples with
+  50 respaced steps, FID on the data set's LeNet (16 → 28 px).
 - `paper`: the published FashionMNIST run (REFERENCE_CODE.md §3.4): 28×28, T = 500, UNet 64 ch ×
   (1, 2, 2), 3 ResBlocks, reference attention rule, dropout 0.3, batch 128, AdamW 1e-4, 100k steps,
   CE weight 0.001 (every published command; the thesis' Eq. 6.8 weight 1 is the default at the
