@@ -16,22 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
+from bench_unet_vs_diffusers import median_s  # the shared timer; the script folder is on sys.path
 
 from genrep.models.ddgm import DDGM, DDGMConfig, UNetSettings
 from genrep.models.joint_diffusion import JointDiffusion, JointDiffusionConfig
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -87,12 +77,12 @@ def main() -> None:
     joint.train()
     ddgm.train()
     for _ in range(3):  # interleave the variants
-        results["ddgm_step"].append(timed(ddgm_step, args.repeats))
-        results["joint_step"].append(timed(joint_step, args.repeats))
-        results["head_step"].append(timed(head_step, args.repeats))
+        results["ddgm_step"].append(median_s(ddgm_step, args.repeats))
+        results["joint_step"].append(median_s(joint_step, args.repeats))
+        results["head_step"].append(median_s(head_step, args.repeats))
         joint.eval()
-        results["uncond"].append(timed(sample_step(joint.unet), args.repeats))
-        results["cond"].append(timed(sample_step(conditional), args.repeats))
+        results["uncond"].append(median_s(sample_step(joint.unet), args.repeats))
+        results["cond"].append(median_s(sample_step(conditional), args.repeats))
         joint.train()
     med = {k: statistics.median(v) for k, v in results.items()}
     report = {

@@ -75,10 +75,7 @@ def results_table(values, datasets, seeds: int) -> str:
     for row in ROWS:
         cells = [LABELS[row]]
         for dataset in datasets:
-            stats = mean_sem(values[row][dataset])
-            ours = format_cell(stats, None, seeds)
-            published = PUBLISHED[row].get(dataset)
-            cells.append(ours + (f" [{published}]" if published is not None else ""))
+            cells.append(format_cell(mean_sem(values[row][dataset]), PUBLISHED[row].get(dataset), seeds))
         rows.append(cells)
     return markdown_table(["model", *datasets], rows)
 

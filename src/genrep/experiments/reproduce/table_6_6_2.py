@@ -110,9 +110,7 @@ def results_table(values, seeds: int, dataset: str) -> str:
         published = PUBLISHED.get(row, {}).get(dataset)
         cells = [LABELS[row]]
         for i, metric in enumerate(METRICS):
-            stats = mean_sem(values[row][metric])
-            ours = format_cell(stats, None, seeds)
-            cells.append(ours + (f" [{published[i]}]" if published else ""))
+            cells.append(format_cell(mean_sem(values[row][metric]), published[i] if published else None, seeds))
         rows.append(cells)
     return markdown_table(["model", "FID ↓", "Prec ↑", "Rec ↑"], rows)
 

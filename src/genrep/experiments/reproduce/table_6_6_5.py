@@ -60,10 +60,8 @@ def results_table(result: dict[str, Any], seeds: int) -> str:
     for method in METHODS:
         cells = [LABELS[method]]
         for share in result["shares"]:
-            stats = mean_sem(result["values"][method][f"{share:g}"])
-            ours = format_cell(stats, None, seeds)
-            value = published.get(method, {}).get(share)
-            cells.append(ours + (f" [{value}]" if value is not None else ""))
+            cells.append(format_cell(mean_sem(result["values"][method][f"{share:g}"]),
+                                     published.get(method, {}).get(share), seeds))
         rows.append(cells)
     return markdown_table(["model", *[f"{share:.0%} labels" for share in result["shares"]]], rows)
 

@@ -54,10 +54,8 @@ def results_table(cells, pairs, seeds: int) -> str:
     for method in METHODS:
         row = [LABELS[method]]
         for s, t in pairs:
-            stats = mean_sem(cells[f"{s}->{t}"]["values"][method])
-            ours = format_cell(stats, None, seeds)
-            published = PUBLISHED.get((s, t), {}).get(method)
-            row.append(ours + (f" [{published}]" if published is not None else ""))
+            row.append(format_cell(mean_sem(cells[f"{s}->{t}"]["values"][method]),
+                                   PUBLISHED.get((s, t), {}).get(method), seeds))
         rows.append(row)
     return markdown_table(["model", *[f"{s} → {t}" for s, t in pairs]], rows)
 
