@@ -388,3 +388,40 @@ def test_generative_part_prior_rows_are_appended_in_order():
     part.set_bit_prior(0, torch.tensor([0.5, 1.0]))
     with pytest.raises(InputError):
         part.set_bit_prior(2, torch.tensor([0.5, 1.0]))
+
+
+def test_kl_and_loss_match_torch_distributions():
+    from torch.distributions import Normal, kl_divergence
+
+    from genrep.continual.multiband.vae import kl_to_standard_normal, negative_elbo_per_image, vae_loss
+
+    mu, log_var = torch.randn(5, 3), torch.randn(5, 3)
+    expected = kl_divergence(Normal(mu, (0.5 * log_var).exp()), Normal(0.0, 1.0)).sum()
+    assert torch.allclose(kl_to_standard_normal(mu, log_var), expected, atol=1e-5)
+    x, recon = torch.rand(5, 1, 2, 2), torch.rand(5, 1, 2, 2) * 0.98 + 0.01
+    per_image = negative_elbo_per_image(recon, x, mu, log_var, kind="bce", scale=2.0)
+    bce = -(x * recon.log() + (1 - x) * (1 - recon).log()).flatten(1).sum(1)
+    kl = kl_divergence(Normal(mu, (0.5 * log_var).exp()), Normal(0.0, 1.0)).sum(1)
+    assert torch.allclose(per_image, 2 * bce + kl, atol=1e-4)
+    assert torch.allclose(vae_loss(recon, x, mu, log_var, kind="bce", scale=2.0), per_image.mean(), atol=1e-4)
+
+
+def test_replay_shares_z_across_previous_tasks_and_splits_equally():
+    part = GenerativePart(ConcatConditioner(3, 2, 4, 9), nn.Identity(), 3, 2)
+    part.set_bit_prior(0, torch.tensor([1.0, 0.0]))
+    part.set_bit_prior(1, torch.tensor([0.0, 1.0]))
+    part.set_bit_prior(2, torch.tensor([0.5, 0.5]))
+    assert multiband_module.replay_counts(7, 3) == [3, 2, 2]
+    lam, bits, tasks, targets = multiband_module.draw_replay(part, 7, 3, same_z=True)
+    assert tasks.tolist() == [0, 0, 0, 1, 1, 2, 2]
+    assert torch.equal(lam[3:5], lam[:2]) and torch.equal(lam[5:7], lam[:2])
+    assert bits[:3].tolist() == [[1, -1]] * 3 and bits[3:5].tolist() == [[-1, 1]] * 2
+    assert torch.equal(targets[:, :3], lam)  # the frozen model's output for those latents (identity decoder)
+    lam, *_ = multiband_module.draw_replay(part, 7, 3, same_z=False)
+    assert not torch.equal(lam[3:5], lam[:2])
+
+
+@pytest.mark.parametrize("cap, expected", [(None, [32, 64, 96, 128]), (3, [32, 64, 96, 96])])
+def test_replay_count_per_iteration(cap, expected):
+    learner = MultibandVAE(replay_task_cap=cap)
+    assert [learner.n_replay(64, t) for t in (1, 2, 3, 4)] == expected

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 
 def register(commands) -> None:
-    from genrep.experiments.continual import METHODS, PROTOCOL_METHODS, PROTOCOLS, SCALES, settings_help
+    from genrep.continual.registry import get_learner, learner_names
+    from genrep.experiments.continual import PROTOCOLS, SCALES, protocol_methods, settings_help
 
     p = commands.add_parser(
         "continual", help="run a continual-learning method on a scenario (task × time matrix)",
         description="Train METHOD on the tasks of a scenario in order, evaluate every task after every task, and "
                     "write per seed OUT/seedS/{results.json, heatmap.png, curves.png, checkpoint.pt} and "
-                    "OUT/summary.json (average accuracy after the last task, mean ± SEM over seeds).",
+                    "OUT/summary.json (the average of the method's metric after the last task, accuracy for "
+                    "classifiers, mean ± SEM over seeds).",
         epilog=f"settings for --set: {settings_help()}")
-    vdv = ", ".join(PROTOCOL_METHODS["van-de-ven"])
-    p.add_argument("method", choices=METHODS, help="binplay (thesis ch. 8), gr (generative replay with a VAE), "
-                   "gr-distill, er (experience replay, reservoir buffer), finetune (lower bound), joint (upper bound)")
+    vdv = ", ".join(protocol_methods("van-de-ven"))
+    methods = "; ".join(get_learner(name).help_line() for name in learner_names()).replace("%", "%%")
+    p.add_argument("method", choices=learner_names(), help=f"{methods} (genrep.continual.registry)")
     p.add_argument("--scenario", default="split-mnist",
                    help="split-mnist (default), split-fashion-mnist, split-cifar10, split-digits (offline, 8×8), "
                         "dirichlet-mnist, dirichlet-fashion-mnist, calorimeter-energy, mnist-fashion-mnist")
@@ -40,6 +42,7 @@ def register(commands) -> None:
 
 
 def continual_cmd(args) -> int:
+    from genrep.continual.registry import get_learner
     from genrep.experiments.continual import check_resumable, describe, learner_settings, parse_overrides, run_method
 
     suffix = "" if args.protocol == "shared" else f"-{args.protocol}"
@@ -53,9 +56,15 @@ def continual_cmd(args) -> int:
                          overrides=overrides, resume=args.resume, overwrite=args.overwrite,
                          progress=not args.no_progress, protocol=args.protocol)
     print(describe(summary))
+    metric = get_learner(args.method).metric
     for row in summary["per_seed"]:
-        final = " ".join(f"{100 * v:.1f}" for v in row["final_row"])
-        print(f"  seed {row['seed']}: {100 * row['average_accuracy']:.1f} % (per task after the last: {final}), "
+        if metric == "accuracy":
+            final = " ".join(f"{100 * v:.1f}" for v in row["final_row"])
+            average = f"{100 * row['average_accuracy']:.1f} %"
+        else:
+            final = " ".join(f"{v:.2f}" for v in row["final_row"])
+            average = f"{metric} {row[f'average_{metric}']:.2f}"
+        print(f"  seed {row['seed']}: {average} (per task after the last: {final}), "
               f"train {row['wall_time_s']:.0f} s, total {row['run_s']:.0f} s")
     print(f"results: {out}/summary.json and {out}/seed*/")
     return 0

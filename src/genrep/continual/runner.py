@@ -34,7 +34,8 @@ from genrep.training.checkpoint import load_checkpoint, one_line, rng_states, sa
 
 CHECKPOINT, RESULTS, HEATMAP, CURVES = "checkpoint.pt", "results.json", "heatmap.png", "curves.png"
 CHECKPOINT_KIND = "genrep-continual"
-LOWER_IS_BETTER = frozenset({"fid", "kid", "nll", "bpd", "loss", "mse", "mae"})
+LOWER_IS_BETTER = frozenset({"fid", "kid", "nll", "bpd", "loss", "mse", "mae", "wasserstein"})
+MAIN_METRICS = ("accuracy", "fid", "wasserstein")  # the default main metric: the first of these evaluated
 RESUMABLE_SETTINGS = ("progress",)  # learner settings that may change on resume
 EVAL_BATCH = 1000
 
@@ -116,10 +117,12 @@ def _default_evaluator(learner: ContinualLearner) -> Evaluator:
     if learner.kind == "classifier":
         return lambda lrn, task: {"accuracy": classification_accuracy(lrn, task)}
     if learner.kind == "generator":
-        raise ConfigError(
-            f"{type(learner).__name__} is a generative learner and there is no default metric for generators:"
-            " pass evaluate=fn(learner, task) -> {metric: value} (e.g. FID of learner.sample(n, task.index)"
-            " against task.test)")
+        if type(learner).sample is ContinualLearner.sample:
+            raise ConfigError(f"{type(learner).__name__} is a generative learner without sample(n, task): implement"
+                              " it or pass evaluate=fn(learner, task) -> {metric: value}")
+        from genrep.continual.generative_eval import GenerativeEvaluator
+
+        return GenerativeEvaluator()
     raise ConfigError(f"{type(learner).__name__}.kind is {learner.kind!r}; expected 'classifier' or 'generator'")
 
 
@@ -139,6 +142,19 @@ def _evaluate_all(learner: ContinualLearner, scenario: Scenario, evaluate: Evalu
                               " before (a resumed run must use the same evaluator)")
         for name in names:
             rows.setdefault(name, np.full(scenario.num_tasks, np.nan))[task.index] = float(values[name])
+    return rows
+
+
+def _evaluation_round(learner: ContinualLearner, scenario: Scenario, evaluate: Evaluator,
+                      names: tuple[str, ...] | None, learned: int, out_dir: Path) -> dict[str, np.ndarray]:
+    """`_evaluate_all` after `learned` tasks, between the evaluator's optional hooks
+    `begin_round(learned, scenario)` and `end_round(learner, scenario, learned, out_dir)`."""
+    begin, end = getattr(evaluate, "begin_round", None), getattr(evaluate, "end_round", None)
+    if callable(begin):
+        begin(learned, scenario)
+    rows = _evaluate_all(learner, scenario, evaluate, names)
+    if callable(end):
+        end(learner, scenario, learned, out_dir)
     return rows
 
 
@@ -263,11 +279,15 @@ def run_scenario(learner: ContinualLearner, scenario: Scenario, out_dir: str | P
     `learner.setup(scenario)` once; `evaluate(learner, task) -> {metric: value}` on every task
     before training (the initial rows); then per task begin_task, learn, end_task, and evaluate
     every task again (one T×T matrix per metric). Default `evaluate` for classifiers:
-    `{"accuracy": classification_accuracy}`; generators need one (ConfigError). After every task,
-    `out_dir` gets an atomic checkpoint, a refreshed results.json and the pictures of
-    `main_metric` (default "accuracy" if evaluated, else the evaluator's first metric). Metrics
-    named in `lower_is_better` (case-insensitive) flip the sign of forgetting and the transfers
-    (`cl_metrics`).
+    `{"accuracy": classification_accuracy}`; for generators `generative_eval.GenerativeEvaluator()`
+    (FID, PRD precision/recall, or the channel Wasserstein for calorimeter data; NaN on tasks not
+    learned yet). An evaluator object with a method `begin_round(learned, scenario)` has it called
+    before every evaluation round and one with `end_round(learner, scenario, learned, out_dir)` after
+    it, `learned` being the number of tasks learned so far (0 for the initial round, i+1 after task
+    i, in resumed runs too). After every task, `out_dir` gets an atomic checkpoint, a refreshed
+    results.json and the pictures of `main_metric` (default: the first of `MAIN_METRICS` evaluated,
+    else the evaluator's first metric). Metrics named in `lower_is_better` (case-insensitive) flip
+    the sign of forgetting and the transfers (`cl_metrics`).
 
     `resume=True` restores the learner (after `setup`), the matrices and the RNG states from the
     checkpoint and continues with the next task, so an interrupted run ends with the matrices of an
@@ -296,10 +316,10 @@ def run_scenario(learner: ContinualLearner, scenario: Scenario, out_dir: str | P
     else:
         if resume:
             say(f"no checkpoint in {out_dir}: starting {scenario.name} from task 1/{T}")
-        initial = _evaluate_all(learner, scenario, evaluate, None)
+        initial = _evaluation_round(learner, scenario, evaluate, None, 0, out_dir)
         state = _Progress(initial=initial, matrices={m: np.full((T, T), np.nan) for m in initial})
     names = tuple(state.initial)
-    main = main_metric or ("accuracy" if "accuracy" in names else names[0])
+    main = main_metric or next((m for m in MAIN_METRICS if m in names), names[0])
     if main not in names:
         raise ConfigError(f"main_metric {main!r} is not evaluated; the evaluator returns {list(names)}")
     run_time_before = state.run_time  # of the earlier segments
@@ -316,7 +336,7 @@ def run_scenario(learner: ContinualLearner, scenario: Scenario, out_dir: str | P
             wall = time.perf_counter() - start
             memory = int(learner.memory_bytes())
             start = time.perf_counter()
-            for m, row in _evaluate_all(learner, scenario, evaluate, names).items():
+            for m, row in _evaluation_round(learner, scenario, evaluate, names, task.index + 1, out_dir).items():
                 state.matrices[m][task.index] = row
             eval_time = time.perf_counter() - start
             state.wall_times.append(wall)

@@ -1,11 +1,14 @@
 """`genrep continual METHOD --scenario NAME --scale S --seeds N`: one continual learner on one
 scenario over several seeds, with the per-seed task × time matrices and a mean ± SEM summary.
 
-Scales (settings of every learner; `--set key=value` overrides any of them):
+The methods, their settings classes and their settings per scale are `genrep.continual.registry`'s specs
+(`get_learner(METHOD)`); this module resolves a spec's settings at a scale and protocol and runs it.
+
+Scales (`TRAIN_LIMIT`, `CLASSIFIER_BY_SCALE` and each spec's `scales`; `--set key=value` overrides any setting):
 - `smoke`: 300 training images per task, the reference classifier schedule, tiny generators — seconds per
   run, for tests and CI (use `--scenario split-digits` for the fully offline 8×8 version);
 - `cpu`: the full training split, the reference classifier schedule (15 epochs, batch 120, Adam
-  2e-3: cheap on a CPU), GR's reference VAE budget, and BinPlay (`CPU_BINPLAY`) with a 4-filter
+  2e-3: cheap on a CPU), GR's reference VAE budget, and BinPlay (its spec's `scales["cpu"]`) with a 4-filter
   autoencoder, 3 autoencoder and 15 decoder epochs per task instead of 20 and 200, and the task-t
   decoder warm-started from the autoencoder's decoder (lr 5e-3) instead of a fresh one, the new task
   half of its replay batches: with a fresh decoder, 5 epochs regenerate one blurred class per task
@@ -14,9 +17,9 @@ Scales (settings of every learner; `--set key=value` overrides any of them):
   LeNetG base classifier for every method.
 
 The base classifier is chosen in one place, `CLASSIFIER_BY_SCALE`, and is the same for every method of a
-scale: "lenetg" (the BinPlay reference's LeNetG, 0.85 M parameters) at `paper`, "lenet5" (ours, 108 k) at
-`smoke` and `cpu`, where LeNetG's ≈ 6× longer training steps would make a `cpu` run several times longer
-(benchmarks/RESULTS.md, "LeNetG"); `--set classifier=lenetg` picks it at any scale.
+scale that has a `classifier` setting: "lenetg" (the BinPlay reference's LeNetG, 0.85 M parameters) at `paper`,
+"lenet5" (ours, 108 k) at `smoke` and `cpu`, where LeNetG's ≈ 6× longer training steps would make a `cpu` run
+several times longer (benchmarks/RESULTS.md, "LeNetG"); `--set classifier=lenetg` picks it at any scale.
 
 Protocols (`--protocol`, `PROTOCOLS`, applied on top of the scale's settings and before `--set`):
 - `shared` (default): Table 8.4.1's shared-classifier protocol above, the same for every method (the base
@@ -30,9 +33,12 @@ Protocols (`--protocol`, `PROTOCOLS`, applied on top of the scale's settings and
   and replayed rows (`active_classes="seen"`); GR's VAE 784-400-400-z100 trained 2000 iterations of batch 128
   with Adam 1e-3; `gr-distill` with temperature T = 2 (× T²). At `smoke` the iterations drop to 100
   (`SMOKE_PROTOCOL`). Replay weighting (1/t for the new task) and replay targets (argmax or softmax(z/T) of the
-  frozen previous solver over the previous tasks' classes) are genrep's GR in either protocol. It applies to
-  every classifier learner (finetune, er, joint, gr, gr-distill) — for finetune / er / joint it is the same
-  classifier schedule, not a reproduction of their code's baselines — and not to binplay (a ConfigError).
+  frozen previous solver over the previous tasks' classes) are genrep's GR in either protocol. A method takes
+  the settings of the protocol's groups that its spec names (`LearnerSpec.groups`: "classifier" for finetune,
+  er, joint, gr and gr-distill, "gr" for gr and gr-distill, "gr-distill" for gr-distill alone), and a protocol
+  other than `shared` applies only to the methods with one of its groups (`protocol_methods`): for finetune /
+  er / joint it is the same classifier schedule, not a reproduction of their code's baselines, and binplay
+  refuses it (a ConfigError).
   Known differences from their code: genrep's MLP VAE (`models.networks.mlp`) uses LeakyReLU(0.2) where
   theirs uses ReLU, and a log σ² head with a bias; its loss is the negative ELBO per image, theirs per pixel
   (÷ 784: the same Adam steps up to Adam's ε); and the generator trains after the classifier on its own
@@ -53,24 +59,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from genrep.continual.registry import get_learner, learner_names
 from genrep.errors import CheckpointError, ConfigError, RunExistsError, one_line
 
 SCALES = ("smoke", "cpu", "paper")
-METHODS = ("binplay", "gr", "gr-distill", "er", "finetune", "joint")
 
-# the base classifier of every method (`classifier` of ClassifierSettings and BinPlaySettings), per scale
+# the base classifier of every method with a `classifier` setting, per scale
 CLASSIFIER_BY_SCALE = {"smoke": "lenet5", "cpu": "lenet5", "paper": "lenetg"}
-# settings overrides per scale, shared by every classifier learner (ClassifierSettings fields)
-CLASSIFIER = {"smoke": {}, "cpu": {}, "paper": {}}
-GENERATOR = {"smoke": {"gen_iters": 100}, "cpu": {}, "paper": {}}
-SMOKE_BINPLAY = {"width": 8, "ae_epochs": 10, "warmup_epochs": 3, "decoder_epochs": 40}
-CPU_BINPLAY = {"width": 4, "ae_epochs": 3, "warmup_epochs": 1, "decoder_epochs": 15, "decoder_init": "autoencoder",
-               "decoder_lr": 5e-3, "decoder_new_fraction": 0.5}
 TRAIN_LIMIT = {"smoke": 300, "cpu": None, "paper": None}
 # training protocols (`--protocol`, see the module docstring): settings per learner group, the one place naming
-# them; "classifier": every classifier learner, "gr": gr and gr-distill, "gr-distill": gr-distill only
+# them; a method takes those of the groups its spec names (`LearnerSpec.groups`)
 PROTOCOLS: dict[str, dict[str, dict[str, Any]]] = {
     "shared": {},
     "van-de-ven": {
@@ -80,8 +78,8 @@ PROTOCOLS: dict[str, dict[str, dict[str, Any]]] = {
         "gr-distill": {"distill_temperature": 2.0},
     },
 }
-PROTOCOL_METHODS = {"shared": METHODS, "van-de-ven": ("gr", "gr-distill", "er", "finetune", "joint")}
-SMOKE_PROTOCOL = {"van-de-ven": {"iterations": 100, "gen_iters": 100}}  # the protocol's budget at `smoke`
+# the protocol's budget at `smoke`, per learner group
+SMOKE_PROTOCOL = {"van-de-ven": {"classifier": {"iterations": 100}, "gr": {"gen_iters": 100}}}
 CONFIG = "config.json"  # the run folder's record of what defines the run
 
 
@@ -91,46 +89,42 @@ def check_choice(kind: str, value: str, choices) -> str:
     return value
 
 
+def protocol_methods(protocol: str) -> tuple[str, ...]:
+    """The methods that take `protocol`: all for one without groups (`shared`), else those whose spec names
+    one of its groups."""
+    groups = PROTOCOLS[protocol]
+    return tuple(name for name in learner_names() if not groups or set(get_learner(name).groups) & set(groups))
+
+
 def check_protocol(method: str, protocol: str) -> str:
     """`protocol` if it is a key of `PROTOCOLS` that `method` takes; ConfigError otherwise."""
     check_choice("protocol", protocol, PROTOCOLS)
-    if method not in PROTOCOL_METHODS[protocol]:
-        raise ConfigError(f"--protocol {protocol} is for {', '.join(PROTOCOL_METHODS[protocol])}, not {method}; "
+    if method not in protocol_methods(protocol):
+        raise ConfigError(f"--protocol {protocol} is for {', '.join(protocol_methods(protocol))}, not {method}; "
                           f"use --protocol shared")
     return protocol
 
 
 def method_settings(method: str, scale: str, protocol: str = "shared") -> dict[str, Any]:
-    """The settings overrides of `method` at `scale` under `protocol` (on top of the learner's defaults): the
-    scale's, then the protocol's (`PROTOCOLS`), then the protocol's `smoke` budget (`SMOKE_PROTOCOL`)."""
-    check_choice("method", method, METHODS)
+    """The settings overrides of `method` at `scale` under `protocol` (on top of its spec's `defaults`): the
+    scale's base classifier (for a method with a `classifier` setting), the spec's `scales[scale]`, then the
+    protocol's settings of the spec's groups (`PROTOCOLS`), then the protocol's `smoke` budget of those groups
+    (`SMOKE_PROTOCOL`)."""
+    spec = get_learner(method)
     check_choice("scale", scale, SCALES)
     check_protocol(method, protocol)
-    if method == "binplay":
-        return {"classifier": CLASSIFIER_BY_SCALE[scale],
-                **{"smoke": SMOKE_BINPLAY, "cpu": CPU_BINPLAY, "paper": {}}[scale]}
-    settings = {"classifier": CLASSIFIER_BY_SCALE[scale], **CLASSIFIER[scale]}
-    gr = method in ("gr", "gr-distill")
-    if gr:
-        settings.update(GENERATOR[scale])
-    preset = PROTOCOLS[protocol]
-    for group in ("classifier", *(("gr",) if gr else ()), method):
-        settings.update(preset.get(group, {}))
-    if scale == "smoke":
-        settings.update({k: v for k, v in SMOKE_PROTOCOL.get(protocol, {}).items() if gr or not k.startswith("gen_")})
+    has_classifier = "classifier" in {field.name for field in dataclasses.fields(spec.settings)}
+    settings = {"classifier": CLASSIFIER_BY_SCALE[scale]} if has_classifier else {}
+    settings.update(spec.scales.get(scale, {}))
+    for presets in (PROTOCOLS[protocol], SMOKE_PROTOCOL.get(protocol, {}) if scale == "smoke" else {}):
+        for group in spec.groups:
+            settings.update(presets.get(group, {}))
     return settings
 
 
 def settings_class(method: str) -> type:
     """The settings dataclass of `method`'s learner."""
-    from genrep.continual import baselines
-    from genrep.continual.binplay import BinPlaySettings
-
-    check_choice("method", method, METHODS)
-    if method == "binplay":
-        return BinPlaySettings
-    return {"finetune": baselines.FineTune, "joint": baselines.JointTraining, "er": baselines.ExperienceReplay,
-            "gr": baselines.GenerativeReplay, "gr-distill": baselines.GenerativeReplay}[method].Settings
+    return get_learner(method).settings
 
 
 def _shown(value: Any) -> str:
@@ -153,9 +147,8 @@ def _make_settings(method: str, base: dict[str, Any], overrides: dict[str, Any] 
             raise ConfigError(f"--set {key}={_shown(overrides[key])}: unknown setting of {method}; valid: "
                               f"{', '.join(allowed)}")
     coerced = {key: coerce_setting(cls, key, value) for key, value in overrides.items()}
-    method_default = {"distill": True} if method == "gr-distill" else {}
     try:
-        return cls(**{**method_default, **base, **coerced, "seed": seed})
+        return cls(**{**get_learner(method).defaults, **base, **coerced, "seed": seed})
     except SettingError as err:
         if err.key in overrides:
             raise ConfigError(f"--set {err.key}={_shown(overrides[err.key])}: must be {err.allowed}") from None
@@ -171,13 +164,7 @@ def learner_settings(method: str, scale: str = "smoke", overrides: dict[str, Any
 
 def learner_from_settings(method: str, settings):
     """A fresh learner of `method` with the settings dataclass `settings`."""
-    from genrep.continual import baselines
-    from genrep.continual.binplay import BinPlay
-
-    if method == "binplay":
-        return BinPlay(settings)
-    cls = baselines.GenerativeReplay if method == "gr-distill" else baselines.BASELINES[method]
-    return cls(settings)
+    return get_learner(method).factory(settings)
 
 
 def build_learner(method: str, *, seed: int, overrides: dict[str, Any] | None = None):
@@ -312,11 +299,12 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
                out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False, overwrite: bool = False,
                progress: bool = True, log=print, protocol: str = "shared") -> dict[str, Any]:
     """Run `method` on `scenario` for `seed_list(seeds)` into out/seed{s} (each a `run_scenario`
-    folder: checkpoint, results.json, heatmap.png, curves.png, and replay.png for generative replay)
-    and write out/config.json (`run_record`) and out/summary.json with
-    the average accuracy after the last task (mean ± SEM over seeds), forgetting, memory and wall
-    time. Memory is in MiB (2^20 bytes), the unit of Table 8.4.2, of what the learner keeps to replay
-    (`ContinualLearner.memory_bytes`), taken from its final state. Finished seeds are reused with `resume`
+    folder: checkpoint, results.json, heatmap.png, curves.png, and the spec's `pictures`, e.g. replay.png
+    for generative replay) and write out/config.json (`run_record`) and out/summary.json with the average of
+    the spec's `metric` after the last task (mean ± SEM over seeds: `average_accuracy_percent` for accuracy,
+    else `average_<metric>`), forgetting, memory and wall time. Memory is in MiB (2^20 bytes), the unit of
+    Table 8.4.2, of what the learner keeps to replay (`ContinualLearner.memory_bytes`), taken from its final
+    state. Finished seeds are reused with `resume`
     (a seed without a checkpoint starts; the CLI first checks `check_resumable`); settings that differ
     from the folder's config.json are refused (`check_run_config`). Per seed, `wall_time_s` is the
     training time of all tasks and `run_s` the time in `run_scenario`, both summed over resumed segments.
@@ -326,6 +314,7 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
     from genrep.experiments.train import out_of_memory_as_error
     from genrep.runs import write_json
 
+    spec = get_learner(method)
     check_choice("scale", scale, SCALES)
     seeds = seed_list(seeds)
     base = learner_settings(method, scale, overrides, protocol=protocol)  # checks every --set value before any work
@@ -351,23 +340,28 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
             with out_of_memory_as_error(f"running {method} on {scenario} (seed {seed})",
                                         _memory_fix(method, scale, base, protocol)):
                 scenario_obj = build_scenario(scenario, seed=seed, limit=TRAIN_LIMIT[scale])
-                learner = learner_from_settings(method, dataclasses.replace(base, seed=seed))
+                learner = spec.factory(dataclasses.replace(base, seed=seed))
                 result = run_scenario(learner, scenario_obj, out / f"seed{seed}", resume=resume, overwrite=overwrite,
                                       progress=progress, log=log, run_config=run_config)
-                replay_picture(learner, scenario_obj, out / f"seed{seed}" / "replay.png")
+                if spec.pictures is not None:
+                    spec.pictures(learner, scenario_obj, out / f"seed{seed}")
         except BaseException:
             discard_unstarted(new_folders)
             raise
-        summary = result.summary["accuracy"]
-        per_seed.append({"seed": seed, "average_accuracy": summary["average"], "forgetting": summary["forgetting"],
+        summary = result.summary[spec.metric]
+        per_seed.append({"seed": seed, f"average_{spec.metric}": summary["average"],
+                         "forgetting": summary["forgetting"],
                          # from the learner (final state, also when a finished run is reused), so that a run
                          # stored before the memory convention of Table 8.4.2 changed reports the current one
                          "memory_mb": learner.memory_bytes() / 2**20, "wall_time_s": sum(result.wall_times),
                          "run_s": round(result.run_time_s, 1),
-                         "final_row": [float(v) for v in result.matrices["accuracy"][-1]]})
-    accuracy = mean_sem([100 * r["average_accuracy"] for r in per_seed])
+                         "final_row": [float(v) for v in result.matrices[spec.metric][-1]]})
+    if spec.metric == "accuracy":  # in percent
+        key, average = "average_accuracy_percent", mean_sem([100 * r["average_accuracy"] for r in per_seed])
+    else:
+        key, average = f"average_{spec.metric}", mean_sem([r[f"average_{spec.metric}"] for r in per_seed])
     summary = {"method": method, "scenario": scenario, "scale": scale, "protocol": protocol, "seeds": seeds,
-               "settings": settings, "average_accuracy_percent": {"mean": accuracy[0], "sem": accuracy[1]},
+               "settings": settings, key: {"mean": average[0], "sem": average[1]},
                "memory_mb": max(r["memory_mb"] for r in per_seed),
                "wall_time_s": {"mean": sum(r["wall_time_s"] for r in per_seed) / len(seeds),
                                "max": max(r["wall_time_s"] for r in per_seed)},
@@ -415,42 +409,26 @@ def _memory_fix(method: str, scale: str, settings, protocol: str = "shared") -> 
     return "lower batch_size or the model sizes with --set, or use a smaller --scale"
 
 
-def replay_picture(learner, scenario, path: Path, per_task: int = 10) -> Path | None:
-    """What a generative-replay learner rehearses after the last task: one row of `per_task`
-    regenerated samples per task (BinPlay), or rows of unconditional samples (GR's VAE); None for
-    learners that replay nothing generated."""
-    from genrep.continual.baselines import GenerativeReplay
-    from genrep.continual.binplay import BinPlay
-    from genrep.utils.images import save_grid
-
-    with torch.no_grad():
-        if isinstance(learner, BinPlay):
-            images = torch.cat([learner.sample(per_task, k) for k in range(scenario.num_tasks)])
-        elif isinstance(learner, GenerativeReplay):
-            images = learner.sample(per_task * scenario.num_tasks)
-        else:
-            return None
-    return save_grid(images.cpu(), path, value_range=scenario.value_range, nrow=per_task)
-
-
 def describe(summary: dict[str, Any]) -> str:
-    """One line: method, scenario, accuracy mean ± SEM, memory, wall time."""
-    acc = summary["average_accuracy_percent"]
+    """One line: method, scenario, the average of its metric (mean ± SEM), memory, wall time."""
+    metric = get_learner(summary["method"]).metric
+    if metric == "accuracy":
+        acc = summary["average_accuracy_percent"]
+        average = f"average accuracy {acc['mean']:.1f} ± {acc['sem']:.1f} % (SEM)"
+    else:
+        value = summary[f"average_{metric}"]
+        average = f"average {metric} {value['mean']:.2f} ± {value['sem']:.2f} (SEM)"
     protocol = summary.get("protocol", "shared")
     shown = "" if protocol == "shared" else f", protocol {protocol}"
-    return (f"{summary['method']} on {summary['scenario']} ({summary['scale']}{shown}, {len(summary['seeds'])} seed(s)): "
-            f"average accuracy {acc['mean']:.1f} ± {acc['sem']:.1f} % (SEM), memory {summary['memory_mb']:.2f} MB, "
+    return (f"{summary['method']} on {summary['scenario']} ({summary['scale']}{shown}, "
+            f"{len(summary['seeds'])} seed(s)): {average}, memory {summary['memory_mb']:.2f} MB, "
             f"{summary['wall_time_s']['mean']:.0f} s per run")
 
 
 def settings_help() -> str:
-    """The settings fields of every learner, for `--help`."""
-    from genrep.continual import baselines
-    from genrep.continual.binplay import BinPlaySettings
-
-    names = {}
-    for label, cls in (("classifier learners", baselines.ClassifierSettings), ("joint", baselines.JointSettings),
-                       ("er", baselines.ERSettings), ("gr / gr-distill", baselines.GRSettings)):
-        names[label] = [f.name for f in dataclasses.fields(cls) if f.name != "seed"]
-    names["binplay"] = [f.name for f in dataclasses.fields(BinPlaySettings) if f.name != "seed"]
-    return "; ".join(f"{label}: {', '.join(fields)}" for label, fields in names.items())
+    """The settings fields of every method (methods sharing a settings class together), for `--help`."""
+    by_class: dict[type, list[str]] = {}
+    for name in learner_names():
+        by_class.setdefault(get_learner(name).settings, []).append(name)
+    return "; ".join(f"{' / '.join(names)}: {', '.join(f.name for f in dataclasses.fields(cls) if f.name != 'seed')}"
+                     for cls, names in by_class.items())

@@ -152,7 +152,7 @@ class MultibandVAE(VAELearner):
         optimizer, scheduler = self.optimizer(translator or model.parameters(), s.global_lr, s.global_gamma, 0.0)
         iterations = math.ceil(len(x) / s.batch_size)
         n_prev = self.n_replay(s.batch_size, t)
-        replaced_total = 0
+        replaced_total, current_z, current_images = 0, None, None
         for epoch in self.epochs_bar(s.global_epochs, f"task {t} global"):
             if epoch == warmup and warmup > 0:
                 optimizer, scheduler = self.optimizer(model.parameters(), s.global_lr, s.global_gamma, 0.0)
@@ -162,29 +162,38 @@ class MultibandVAE(VAELearner):
                     current_images = x[torch.randperm(len(x), device=x.device)[: s.forgetting_compare]]
                     current_z = model.conditioner(*self.encode_current(local, current_images, t))
             for _ in range(iterations):
-                lam_prev, bits_prev, tasks_prev, targets_prev = draw_replay(frozen, n_prev, t, same_z=s.same_z)
                 batch = x[torch.randperm(len(x), generator=generator)[: s.batch_size]]
-                lam_new, bits_new, tasks_new = self.encode_current(local, batch, t)
-                if forgetting:
-                    with torch.no_grad():
-                        prev_z = model.conditioner(lam_prev, bits_prev, tasks_prev)
-                    targets_prev, replaced = replace_similar_targets(prev_z, targets_prev, current_z, current_images,
-                                                                     s.forgetting_threshold)
-                    replaced_total += int(replaced.sum())
-                lam = torch.cat([lam_prev, lam_new])
-                bits = torch.cat([bits_prev, bits_new])
-                tasks = torch.cat([tasks_prev, tasks_new])
-                targets = torch.cat([targets_prev, batch])
-                order = torch.randperm(len(lam), generator=generator)
-                for chunk in order.split(s.batch_size):
-                    loss = reconstruction_sum(model(lam[chunk], bits[chunk], tasks[chunk]), targets[chunk], self.recon)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
+                replaced_total += self.global_iteration(model, frozen, local, batch, t, n_prev, optimizer, generator,
+                                                        (current_z, current_images) if forgetting else None)
             scheduler.step()
         self.history.append({"task": t, "local_epochs": s.epochs, "global_epochs": s.global_epochs,
                              "replayed_per_iteration": n_prev, "targets_replaced": replaced_total})
         return model
+
+    def global_iteration(self, model: GenerativePart, frozen: GenerativePart, local: TwoLatentVAE,
+                         batch: torch.Tensor, t: int, n_prev: int, optimizer: torch.optim.Optimizer,
+                         generator: torch.Generator, compare: tuple[torch.Tensor, torch.Tensor] | None) -> int:
+        """One iteration of global training: n_prev replayed samples + the encoded current `batch`, targets
+        switched by controlled forgetting against `compare` = (current latents z, their images) if given,
+        shuffled into mini-batches of B, one Adam step each on the summed reconstruction loss. Returns the
+        number of replaced targets."""
+        s = self.settings
+        lam_prev, bits_prev, tasks_prev, targets_prev = draw_replay(frozen, n_prev, t, same_z=s.same_z)
+        lam_new, bits_new, tasks_new = self.encode_current(local, batch, t)
+        replaced = 0
+        if compare is not None:
+            with torch.no_grad():
+                prev_z = model.conditioner(lam_prev, bits_prev, tasks_prev)
+            targets_prev, mask = replace_similar_targets(prev_z, targets_prev, *compare, s.forgetting_threshold)
+            replaced = int(mask.sum())
+        lam, bits = torch.cat([lam_prev, lam_new]), torch.cat([bits_prev, bits_new])
+        tasks, targets = torch.cat([tasks_prev, tasks_new]), torch.cat([targets_prev, batch])
+        for chunk in torch.randperm(len(lam), generator=generator).split(s.batch_size):
+            loss = reconstruction_sum(model(lam[chunk], bits[chunk], tasks[chunk]), targets[chunk], self.recon)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return replaced
 
     def encode_current(self, local: TwoLatentVAE, images: torch.Tensor, t: int
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
