@@ -12,6 +12,7 @@ import torch
 
 from genrep.cli.main import main
 from genrep.continual import baselines
+from genrep.continual import multiband as mb
 from genrep.continual.binplay import BinPlay, BinPlaySettings
 from genrep.continual.learner import ContinualLearner
 from genrep.continual.registry import LEARNERS, LearnerSpec, get_learner, learner_names, register_learner
@@ -25,6 +26,14 @@ BUILT_IN = {
     "er": ("classifier", baselines.ERSettings, baselines.ExperienceReplay),
     "finetune": ("classifier", baselines.ClassifierSettings, baselines.FineTune),
     "joint": ("classifier", baselines.JointSettings, baselines.JointTraining),
+}
+GENERATIVE = {
+    "multiband": ("generator", mb.MultibandSettings, mb.MultibandVAE),
+    "gr-vae": ("generator", mb.MultibandSettings, mb.MultibandVAE),
+    "ewc-vae": ("generator", mb.RegularisedSettings, mb.RegularisedVAE),
+    "si-vae": ("generator", mb.RegularisedSettings, mb.RegularisedVAE),
+    "separate-vae": ("generator", mb.BoundSettings, mb.SeparateVAEs),
+    "joint-vae": ("generator", mb.BoundSettings, mb.JointVAE),
 }
 
 
@@ -93,22 +102,28 @@ def nearest_mean():
 # -- the built-in methods --------------------------------------------------------------------------------------
 
 def test_the_registry_lists_every_method_with_its_kind_and_settings():
-    assert learner_names() == tuple(BUILT_IN)
-    assert learner_names("classifier") == tuple(BUILT_IN) and learner_names("generator") == ()
-    for name, (kind, settings, cls) in BUILT_IN.items():
+    assert learner_names() == tuple(BUILT_IN) + tuple(GENERATIVE)
+    assert learner_names("classifier") == tuple(BUILT_IN) and learner_names("generator") == tuple(GENERATIVE)
+    for name, (kind, settings, cls) in {**BUILT_IN, **GENERATIVE}.items():
         spec = get_learner(name)
-        assert (spec.name, spec.kind, spec.settings, spec.metric) == (name, kind, settings, "accuracy")
+        metric = "fid" if kind == "generator" else "accuracy"
+        assert (spec.name, spec.kind, spec.settings, spec.metric) == (name, kind, settings, metric)
         assert spec.summary and recipe.settings_class(name) is settings
         assert type(recipe.learner_from_settings(name, recipe.learner_settings(name))) is cls
     assert {name for name in BUILT_IN if get_learner(name).pictures is not None} == {"binplay", "gr", "gr-distill"}
+    assert all(get_learner(name).pictures is not None for name in GENERATIVE)
+    gr_vae = recipe.learner_settings("gr-vae")
+    assert (gr_vae.two_step, gr_vae.translator, gr_vae.binary_latent, gr_vae.forgetting_threshold) == (
+        False, False, False, 1.0)
+    assert recipe.learner_settings("ewc-vae").penalty == "ewc" and recipe.learner_settings("si-vae").penalty == "si"
     assert get_learner("gr-distill").defaults == {"distill": True} and get_learner("gr").defaults == {}
 
 
 def test_help_shows_every_method_with_its_summary(capsys, monkeypatch):
     out = help_text(capsys, monkeypatch)
-    for name in BUILT_IN:
+    for name in (*BUILT_IN, *GENERATIVE):
         assert get_learner(name).help_line() in out
-    for name in BUILT_IN:  # and the settings --set takes
+    for name in (*BUILT_IN, *GENERATIVE):  # and the settings --set takes
         assert name in out.split("settings for --set:")[1]
 
 
@@ -147,7 +162,7 @@ def test_method_settings_are_those_before_the_registry(method, scale, protocol):
 
 
 def test_van_de_ven_applies_to_the_methods_with_its_groups():
-    assert recipe.protocol_methods("shared") == tuple(BUILT_IN)
+    assert recipe.protocol_methods("shared") == tuple(BUILT_IN) + tuple(GENERATIVE)
     assert recipe.protocol_methods("van-de-ven") == ("gr", "gr-distill", "er", "finetune", "joint")
 
 
@@ -158,11 +173,12 @@ def test_a_duplicate_or_malformed_spec_is_refused():
         register_learner(dataclasses.replace(get_learner("gr"), name="x", kind="regressor"))
     with pytest.raises(ConfigError, match=r"scales\['cpu'\] sets gen_iter, not settings of GRSettings"):
         register_learner(dataclasses.replace(get_learner("gr"), name="x", scales={"cpu": {"gen_iter": 3}}))
-    assert learner_names() == tuple(BUILT_IN)
+    assert learner_names() == tuple(BUILT_IN) + tuple(GENERATIVE)
 
 
 def test_an_unknown_method_is_a_one_line_error_naming_the_valid_ones(capsys):
-    message = "^unknown method 'ewc'; valid: binplay, gr, gr-distill, er, finetune, joint$"
+    message = ("^unknown method 'ewc'; valid: binplay, gr, gr-distill, er, finetune, joint, multiband, gr-vae, "
+               "ewc-vae, si-vae, separate-vae, joint-vae$")
     for call in (get_learner, recipe.settings_class, lambda name: recipe.method_settings(name, "cpu"),
                  lambda name: recipe.learner_settings(name, "cpu")):
         with pytest.raises(ConfigError, match=message):

@@ -56,7 +56,7 @@ def continual_cmd(args) -> int:
                          overrides=overrides, resume=args.resume, overwrite=args.overwrite,
                          progress=not args.no_progress, protocol=args.protocol)
     print(describe(summary))
-    metric = get_learner(args.method).metric
+    metric = summary.get("metric", get_learner(args.method).metric)
     for row in summary["per_seed"]:
         if metric == "accuracy":
             final = " ".join(f"{100 * v:.1f}" for v in row["final_row"])

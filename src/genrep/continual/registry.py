@@ -142,3 +142,48 @@ register_learner(LearnerSpec(
 register_learner(LearnerSpec(
     "joint", baselines.JointTraining, baselines.JointSettings, "classifier",
     "joint training on all data seen so far (upper bound)", "baseline", groups=("classifier",)))
+
+
+# -- chapter 9: generative learners on the two-latent VAE (genrep.continual.multiband) ---------------------------
+
+def _generative_specs() -> None:
+    from genrep.continual import multiband as mb
+    from genrep.continual.multiband.pictures import latent_picture
+
+    tiny = {"width": 8, "epochs": 2, "batch_size": 32}
+    # cpu: the published FC VAE, 2000 images per task (TRAIN_LIMIT_GENERATOR), local 10 + global 20 epochs;
+    # the baselines train as many epochs per task as Multiband's two phases together (thesis §9.4.3)
+    multiband_scales = {"smoke": {**tiny, "global_epochs": 2, "translator_warmup": 1, "forgetting_compare": 200},
+                        "cpu": {"epochs": 10, "global_epochs": 20}}
+    gr = {"two_step": False, "translator": False, "binary_latent": False, "forgetting_threshold": 1.0}
+    plain_vae = {"translator": False, "binary_latent": False}
+    bound_scales = {"smoke": {**tiny, "epochs": 4}, "cpu": {"epochs": 30}, "paper": {"epochs": 210}}
+    register_learner(LearnerSpec(
+        "multiband", mb.MultibandVAE, mb.MultibandSettings, "generator",
+        "Multiband VAE: local VAE per task + translator aligning the task bands on a global decoder", "thesis ch.9",
+        scales=multiband_scales, pictures=lambda learner, scenario, folder: [
+            conditional_replay_picture(learner, scenario, folder)[0], latent_picture(learner, scenario, folder)],
+        metric="fid"))
+    register_learner(LearnerSpec(
+        "gr-vae", mb.MultibandVAE, mb.MultibandSettings, "generator",
+        "generative replay of a task-conditioned VAE on its frozen copy's samples (Table 9.4.4's first row)",
+        "baseline", defaults=gr, scales=multiband_scales,
+        pictures=lambda learner, scenario, folder: [conditional_replay_picture(learner, scenario, folder)[0],
+                                                    latent_picture(learner, scenario, folder)], metric="fid"))
+    for name, penalty, paper in (("ewc-vae", "ewc", "Kirkpatrick et al. 2017"), ("si-vae", "si", "Zenke et al. 2017")):
+        register_learner(LearnerSpec(
+            name, mb.RegularisedVAE, mb.RegularisedSettings, "generator",
+            f"{penalty.upper()} ({paper}) on the VAE's weights, Fisher/importance from the ELBO", "baseline",
+            defaults={**plain_vae, "penalty": penalty}, scales=bound_scales, pictures=conditional_replay_picture,
+            metric="fid"))
+    register_learner(LearnerSpec(
+        "separate-vae", mb.SeparateVAEs, mb.BoundSettings, "generator",
+        "one VAE per task trained on that task alone (memory grows; forward-transfer reference)", "bound",
+        scales=bound_scales, pictures=conditional_replay_picture, metric="fid"))
+    register_learner(LearnerSpec(
+        "joint-vae", mb.JointVAE, mb.BoundSettings, "generator",
+        "one task-conditioned VAE retrained on all data seen so far (upper bound)", "bound",
+        scales=bound_scales, pictures=conditional_replay_picture, metric="fid"))
+
+
+_generative_specs()

@@ -391,6 +391,7 @@ SCENARIOS: dict[str, tuple[Callable[..., Scenario], dict]] = {
     "mnist-fashion-mnist-10": (sequence_scenario, {"datasets": ("mnist", "fashion_mnist"), "groups": PAIRS}),
     "fashion-mnist-mnist-10": (sequence_scenario, {"datasets": ("fashion_mnist", "mnist"), "groups": PAIRS}),
     "split-omniglot": (split_omniglot_scenario, {}),
+    "split-omniglot-20": (split_omniglot_scenario, {"n_tasks": 20}),
     "dirichlet-omniglot": (dirichlet_omniglot_scenario, {}),
     "split-celeba-hair": (split_celeba_hair_scenario, {}),
     "dirichlet-celeba-hair": (dirichlet_celeba_hair_scenario, {}),

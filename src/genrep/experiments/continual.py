@@ -67,6 +67,16 @@ SCALES = ("smoke", "cpu", "paper")
 # the base classifier of every method with a `classifier` setting, per scale
 CLASSIFIER_BY_SCALE = {"smoke": "lenet5", "cpu": "lenet5", "paper": "lenetg"}
 TRAIN_LIMIT = {"smoke": 300, "cpu": None, "paper": None}
+# generative learners (thesis ch.9): training images per task, and the evaluator's options per scale
+# (`GenerativeEvaluator`: real images per task and as many samples; PRD runs). `cpu`: 2000 images per task of
+# the published FC VAE with fewer epochs (the registry's `scales`), scored on up to 1000 test images per task
+GENERATOR_TRAIN_LIMIT = {"smoke": 200, "cpu": 2000, "paper": None}
+GENERATOR_EVALUATION: dict[str, dict[str, Any]] = {
+    "smoke": {"max_samples": 200, "prd_runs": 2}, "cpu": {"max_samples": 1000}, "paper": {}}
+# the FID features the thesis used per data set at `paper` (§9.4.2: LeNet for the simpler data sets, Inception
+# for FashionMNIST, the data-set sequences and CelebA, REFERENCE_CODE.md §0.2); `smoke` and `cpu` use the cached
+# LeNet of the data set where there is one ("auto")
+PAPER_FEATURES = {"mnist": "lenet", "omniglot": "lenet"}
 # training protocols (`--protocol`, see the module docstring): settings per learner group, the one place naming
 # them; a method takes those of the groups its spec names (`LearnerSpec.groups`)
 PROTOCOLS: dict[str, dict[str, dict[str, Any]]] = {
@@ -219,14 +229,41 @@ def seed_list(seeds: int | str | list[int]) -> list[int]:
     return list(seeds)
 
 
+def train_limit(method: str, scale: str) -> int | None:
+    """Training images per task of `method` at `scale` (`TRAIN_LIMIT`, `GENERATOR_TRAIN_LIMIT` for generators)."""
+    return (GENERATOR_TRAIN_LIMIT if get_learner(method).kind == "generator" else TRAIN_LIMIT)[scale]
+
+
+def evaluation_options(method: str, scale: str) -> dict[str, Any]:
+    """The `GenerativeEvaluator` options of a generative `method` at `scale` ({} for classifiers)."""
+    if get_learner(method).kind != "generator":
+        return {}
+    return {"features": "auto" if scale != "paper" else "thesis", **GENERATOR_EVALUATION[scale]}
+
+
+def generative_evaluator(options: dict[str, Any], scenario, seed: int):
+    """The evaluator of a generative run: `options` (`evaluation_options`), features "thesis" resolved per the
+    scenario's data set (`PAPER_FEATURES`, Inception otherwise)."""
+    from genrep.continual.generative_eval import GenerativeEvaluator
+
+    options = dict(options)
+    if options.get("features") == "thesis":
+        names = {task.test.name.lower() for task in scenario}
+        options["features"] = PAPER_FEATURES.get(names.pop(), "inception") if len(names) == 1 else "inception"
+    return GenerativeEvaluator(seed=seed, **options)
+
+
 def run_record(method: str, scenario: str, scale: str, settings, protocol: str = "shared") -> dict[str, Any]:
-    """What defines a run folder (config.json): method, scenario, scale, its training-set limit, the protocol
-    and every learner setting but the seed (`settings`: the settings dataclass)."""
+    """What defines a run folder (config.json): method, scenario, scale, its training-set limit, the protocol,
+    the evaluation options of a generative method, and every learner setting but the seed (`settings`: the
+    settings dataclass)."""
     from genrep.continual.learner import settings_dict
 
     fields = {k: v for k, v in settings_dict(settings).items() if k != "seed"}
-    return {"method": method, "scenario": scenario, "scale": scale, "train_limit": TRAIN_LIMIT[scale],
-            "protocol": protocol, "settings": fields}
+    record = {"method": method, "scenario": scenario, "scale": scale, "train_limit": train_limit(method, scale),
+              "protocol": protocol, "settings": fields}
+    evaluation = evaluation_options(method, scale)
+    return {**record, "evaluation": evaluation} if evaluation else record
 
 
 def _flat(record: dict[str, Any]) -> dict[str, Any]:
@@ -339,29 +376,38 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
         try:
             with out_of_memory_as_error(f"running {method} on {scenario} (seed {seed})",
                                         _memory_fix(method, scale, base, protocol)):
-                scenario_obj = build_scenario(scenario, seed=seed, limit=TRAIN_LIMIT[scale])
+                scenario_obj = build_scenario(scenario, seed=seed, limit=train_limit(method, scale))
                 learner = spec.factory(dataclasses.replace(base, seed=seed))
+                evaluation = ({"evaluate": generative_evaluator(record["evaluation"], scenario_obj, seed)}
+                              if spec.kind == "generator" else {})
                 result = run_scenario(learner, scenario_obj, out / f"seed{seed}", resume=resume, overwrite=overwrite,
-                                      progress=progress, log=log, run_config=run_config)
+                                      progress=progress, log=log, run_config=run_config, **evaluation)
                 if spec.pictures is not None:
                     spec.pictures(learner, scenario_obj, out / f"seed{seed}")
         except BaseException:
             discard_unstarted(new_folders)
             raise
-        summary = result.summary[spec.metric]
-        per_seed.append({"seed": seed, f"average_{spec.metric}": summary["average"],
-                         "forgetting": summary["forgetting"],
+        metric = result.main_metric if spec.kind == "generator" else spec.metric  # fid, or wasserstein
+        summary = result.summary[metric]
+        generative = {"backward_transfer": summary["backward_transfer"],
+                      "averages": {m: s["average"] for m, s in result.summary.items()}} if evaluation else {}
+        per_seed.append({"seed": seed, f"average_{metric}": summary["average"],
+                         "forgetting": summary["forgetting"], **generative,
                          # from the learner (final state, also when a finished run is reused), so that a run
                          # stored before the memory convention of Table 8.4.2 changed reports the current one
                          "memory_mb": learner.memory_bytes() / 2**20, "wall_time_s": sum(result.wall_times),
                          "run_s": round(result.run_time_s, 1),
-                         "final_row": [float(v) for v in result.matrices[spec.metric][-1]]})
-    if spec.metric == "accuracy":  # in percent
+                         "final_row": [float(v) for v in result.matrices[metric][-1]]})
+    if metric == "accuracy":  # in percent
         key, average = "average_accuracy_percent", mean_sem([100 * r["average_accuracy"] for r in per_seed])
     else:
-        key, average = f"average_{spec.metric}", mean_sem([r[f"average_{spec.metric}"] for r in per_seed])
+        key, average = f"average_{metric}", mean_sem([r[f"average_{metric}"] for r in per_seed])
+    every_metric = {}
+    if spec.kind == "generator":  # every metric's average after the last task (FID, precision, recall)
+        average_of = {m: mean_sem([r["averages"][m] for r in per_seed]) for m in per_seed[0]["averages"]}
+        every_metric = {"metric": metric, "averages": {m: {"mean": v[0], "sem": v[1]} for m, v in average_of.items()}}
     summary = {"method": method, "scenario": scenario, "scale": scale, "protocol": protocol, "seeds": seeds,
-               "settings": settings, key: {"mean": average[0], "sem": average[1]},
+               "settings": settings, **every_metric, key: {"mean": average[0], "sem": average[1]},
                "memory_mb": max(r["memory_mb"] for r in per_seed),
                "wall_time_s": {"mean": sum(r["wall_time_s"] for r in per_seed) / len(seeds),
                                "max": max(r["wall_time_s"] for r in per_seed)},
@@ -410,14 +456,14 @@ def _memory_fix(method: str, scale: str, settings, protocol: str = "shared") -> 
 
 
 def describe(summary: dict[str, Any]) -> str:
-    """One line: method, scenario, the average of its metric (mean ± SEM), memory, wall time."""
-    metric = get_learner(summary["method"]).metric
+    """One line: method, scenario, the average of its metric(s) (mean ± SEM), memory, wall time."""
+    metric = summary.get("metric", get_learner(summary["method"]).metric)
     if metric == "accuracy":
         acc = summary["average_accuracy_percent"]
         average = f"average accuracy {acc['mean']:.1f} ± {acc['sem']:.1f} % (SEM)"
     else:
-        value = summary[f"average_{metric}"]
-        average = f"average {metric} {value['mean']:.2f} ± {value['sem']:.2f} (SEM)"
+        values = summary.get("averages") or {metric: summary[f"average_{metric}"]}
+        average = "average " + ", ".join(f"{m} {v['mean']:.3g} ± {v['sem']:.2g}" for m, v in values.items()) + " (SEM)"
     protocol = summary.get("protocol", "shared")
     shown = "" if protocol == "shared" else f", protocol {protocol}"
     return (f"{summary['method']} on {summary['scenario']} ({summary['scale']}{shown}, "

@@ -11,9 +11,11 @@ from genrep.errors import ConfigError
 
 def recipes() -> dict[str, ModuleType]:
     from genrep.experiments.reproduce import table_4_3_1, table_4_4_1, table_5_7_1, table_6_6_1, table_6_6_2
-    from genrep.experiments.reproduce import table_6_6_5, table_6_6_6, table_8_4_1
+    from genrep.experiments.reproduce import table_6_6_5, table_6_6_6, table_8_4_1, table_9_4_1, table_9_4_2
+    from genrep.experiments.reproduce import table_9_4_4
 
-    modules = (table_4_3_1, table_4_4_1, table_5_7_1, table_6_6_1, table_6_6_2, table_6_6_5, table_6_6_6, table_8_4_1)
+    modules = (table_4_3_1, table_4_4_1, table_5_7_1, table_6_6_1, table_6_6_2, table_6_6_5, table_6_6_6, table_8_4_1,
+               table_9_4_1, table_9_4_2, table_9_4_4)
     return {module.NAME: module for module in modules}
 
 
