@@ -222,10 +222,12 @@ def test_translator_warmup_trains_the_translator_only(monkeypatch):
 def test_controlled_forgetting_replaces_targets_in_training_and_gamma_one_never():
     scenario = digits(2)
     counts = {}
-    for gamma in (1.0, 0.2):
-        learner = learn_all(MultibandVAE(**{**TINY, "global_epochs": 3, "forgetting_threshold": gamma}), scenario)
-        counts[gamma] = learner.history[-1]["targets_replaced"]
-    assert counts[1.0] == 0 and counts[0.2] > 0
+    for gamma, epochs in ((1.0, 3), (0.2, 3), (0.2, 2)):
+        learner = learn_all(MultibandVAE(**{**TINY, "global_epochs": epochs, "forgetting_threshold": gamma}),
+                            scenario)
+        counts[gamma, epochs] = learner.history[-1]["targets_replaced"]
+    assert counts[1.0, 3] == 0 and counts[0.2, 3] > 0
+    assert counts[0.2, 2] == 0  # only in epochs after the translator warm-up (epoch > warmup, as the reference)
 
 
 def parameter_shapes(learner) -> dict[str, tuple]:
@@ -298,6 +300,17 @@ def test_ablation_switch_forgetting_changes_only_the_replay_targets():
     a, b = (r.generatives[0].state_dict() for r in runs)
     assert runs[1].history[-1]["targets_replaced"] == 0
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_warm_local_model_trains_the_encoder_alone_at_a_tenth_of_the_rate_first():
+    learner = MultibandVAE(**{**TINY, "local_init": "warm", "lr": 1e-3, "gamma": 0.9})
+    learner.setup(digits(2))
+    vae = learner.local_vae(0)
+    phases = learner.local_phases(vae, 1, 70)
+    assert [(start, lr, gamma) for start, _, lr, gamma in phases] == [(0, 1e-4, 0.9), (7, 1e-3, 0.9)]
+    assert phases[0][1] == list(vae.encoder.parameters()) and phases[1][1] == list(vae.parameters())
+    first = learner.local_phases(vae, 0, 70)
+    assert [(start, lr, gamma) for start, _, lr, gamma in first] == [(0, 1e-3, learner.settings.first_task_gamma)]
 
 
 def test_local_init_fresh_and_warm():
@@ -417,6 +430,7 @@ def test_replay_shares_z_across_previous_tasks_and_splits_equally():
     assert torch.equal(lam[3:5], lam[:2]) and torch.equal(lam[5:7], lam[:2])
     assert bits[:3].tolist() == [[1, -1]] * 3 and bits[3:5].tolist() == [[-1, 1]] * 2
     assert torch.equal(targets[:, :3], lam)  # the frozen model's output for those latents (identity decoder)
+    assert torch.equal(targets[:, 5:], task_bits(tasks, 4, 9))  # decoded with each sample's own task code
     lam, *_ = multiband_module.draw_replay(part, 7, 3, same_z=False)
     assert not torch.equal(lam[3:5], lam[:2])
 
