@@ -103,3 +103,31 @@ def test_table_9_4_1_places_published_values_in_their_columns():
     wass = table_9_4_1.results_table({("gr-vae", "calorimeter-energy"): {"values": {"wasserstein": [10.0]}}},
                                      ("calorimeter-energy",), 1)
     assert "| Generative replay | 10.00 [11.1] |" in wass
+
+
+def test_table_9_4_1_transfer_against_separate_models_and_the_fig_9_4_2_picture(tmp_path):
+    from genrep.experiments.reproduce import table_9_4_1
+
+    nan = float("nan")
+    matrices = {  # Wasserstein, lower is better: multiband's first scores beat the separate models', then improve
+        "multiband": [[4.0, nan, nan], [3.0, 5.0, nan], [2.0, 4.0, 3.0]],
+        "gr-vae": [[4.0, nan, nan], [6.0, 8.0, nan], [9.0, 9.0, 7.0]],
+        "separate-vae": [[4.0, nan, nan], [4.0, 6.0, nan], [4.0, 6.0, 5.0]],
+    }
+    cells = table_9_4_1.table_cells("cpu", ("calorimeter-energy",))
+    for (row, _), c in cells.items():
+        if row in matrices:
+            folder = tmp_path / c.key / "seed0"
+            folder.mkdir(parents=True)
+            (folder / "results.json").write_text(json.dumps({"main_metric": "wasserstein",
+                                                             "matrices": {"wasserstein": matrices[row]}}))
+    cells = {key: c for key, c in cells.items() if key[0] in matrices}
+    transfer = table_9_4_1.transfer_rows(tmp_path, cells, 1)
+    # forward: mean over j ≥ 1 of separate[j, j] − R[j, j]; backward: mean over j < T−1 of R[j, j] − R[T−1, j]
+    assert transfer["multiband|calorimeter-energy"]["forward_transfer"] == [pytest.approx((1 + 2) / 2)]
+    assert transfer["multiband|calorimeter-energy"]["backward_transfer"] == [pytest.approx((2 + 1) / 2)]
+    assert transfer["gr-vae|calorimeter-energy"]["forward_transfer"] == [pytest.approx((-2 - 2) / 2)]
+    assert transfer["gr-vae|calorimeter-energy"]["backward_transfer"] == [pytest.approx((-5 - 1) / 2)]
+    assert "separate-vae|calorimeter-energy" not in transfer
+    assert table_9_4_1.transfer_figure(tmp_path, cells) == tmp_path / table_9_4_1.FIGURE
+    assert (tmp_path / table_9_4_1.FIGURE).stat().st_size > 10_000

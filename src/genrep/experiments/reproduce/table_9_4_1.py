@@ -19,13 +19,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from genrep.experiments.reproduce.common import check_inputs, check_scale, markdown_table
+from genrep.experiments.reproduce.common import check_inputs, check_scale, format_cell, markdown_table, mean_sem
 from genrep.experiments.reproduce.multiband_cells import SHARED_RUNS, cell, metric_cells, run_cell
 
 NAME = "table-9.4.1"
 TITLE = "Table 9.4.1: continual generative modelling, average FID / Prec / Rec (or channel Wasserstein)"
 ROWS = {"si-vae": "SI", "ewc-vae": "EWC", "gr-vae": "Generative replay", "multiband": "Multiband VAE",
-        "multiband-warm": "Multiband VAE (reference warm start)", "multiband-conv": "Multiband VAE (conv)"}
+        "multiband-warm": "Multiband VAE (reference warm start)", "multiband-conv": "Multiband VAE (conv)",
+        "separate-vae": "Separate VAE per task (forward-transfer reference)"}
 COLUMNS = ("split-mnist", "dirichlet-mnist", "split-fashion-mnist", "dirichlet-fashion-mnist", "calorimeter-energy")
 # (FID, Prec, Rec) per column; Wass for the calorimeter (Table 9.4.1)
 PUBLISHED = {
@@ -39,7 +40,10 @@ NOT_IMPLEMENTED = ("VCL 68/127/104/138 FID, 24.3 Wass; HyperCL 62/148/108/155, 7
                    "Lifelong-VAE 173/224/131/201, 7.7; Lifelong-VAEGAN 48/131/78/108, 15.1 (published, not run here)")
 SCALES = {"smoke": ("split-digits",), "cpu": COLUMNS, "paper": COLUMNS}
 WARM_COLUMNS = {"smoke": (), "cpu": ("split-mnist", "dirichlet-mnist"), "paper": COLUMNS}
-CONV_COLUMNS = {"smoke": (), "cpu": ("dirichlet-mnist",), "paper": COLUMNS[:4] + ("calorimeter-energy",)}
+CONV_COLUMNS = {"smoke": (), "cpu": ("dirichlet-mnist",), "paper": COLUMNS}
+SEPARATE_COLUMNS = {"smoke": (), "cpu": ("calorimeter-energy",), "paper": ("calorimeter-energy",)}
+TRANSFER_ROWS = ("gr-vae", "multiband")  # Fig. 9.4.2: their calorimeter matrices side by side
+FIGURE = "fig-9.4.2.png"
 
 
 def table_cells(scale: str, columns: tuple[str, ...]) -> dict[tuple[str, str], Any]:
@@ -50,6 +54,8 @@ def table_cells(scale: str, columns: tuple[str, ...]) -> dict[tuple[str, str], A
             if row == "multiband-warm" and column not in WARM_COLUMNS[scale]:
                 continue
             if row == "multiband-conv" and column not in CONV_COLUMNS[scale]:
+                continue
+            if row == "separate-vae" and column not in SEPARATE_COLUMNS[scale]:
                 continue
             if row == "multiband-warm":
                 cells[row, column] = cell("multiband", column, "multiband-warm", local_init="warm")
@@ -72,17 +78,91 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
     results = {key: run_cell(c, scale=scale, seeds=seeds, out=out, progress=progress, log=log)
                for key, c in table_cells(scale, columns).items()}
     table = results_table(results, columns, seeds)
+    transfer = transfer_rows(out, table_cells(scale, columns), seeds)
+    figure = transfer_figure(out, table_cells(scale, columns)) if "calorimeter-energy" in columns else None
     footnote = (f"ours: average over tasks after the last task, mean ± SEM over seeds {list(range(seeds))} "
                 f"[published Table 9.4.1]; precision / recall × 100 (Sajjadi PRD, β = 8); calorimeter: channel "
                 f"Wasserstein (pooled log channels) on genrep's synthetic calorimeter unless real files are "
                 f"configured — compare orderings only. Scale `{scale}` (module docstring). Not run: "
                 f"{NOT_IMPLEMENTED}.")
-    payload = {"table": NAME, "scale": scale, "seeds": list(range(seeds)),
+    if transfer:
+        table += "\n\n" + transfer_table(transfer)
+    payload = {"table": NAME, "scale": scale, "seeds": list(range(seeds)), "transfer": transfer,
+               "figure": None if figure is None else str(figure),
                "cells": {f"{row}|{column}": value for (row, column), value in results.items()},
                "published": {row: dict(zip(COLUMNS, values)) for row, values in PUBLISHED.items()}}
     write_json(out / f"{NAME}.json", payload)
     (out / f"{NAME}.md").write_text(f"# {TITLE}\n\n{table}\n\n{footnote}\n")
     return {**payload, "markdown": f"{table}\n\n{footnote}", "files": [out / f"{NAME}.json", out / f"{NAME}.md"]}
+
+
+def seed_matrices(out: Path, c, seeds: int) -> list:
+    """The main metric's T×T matrix of every seed of cell `c` (from its results.json)."""
+    import json
+
+    import numpy as np
+
+    matrices = []
+    for seed in range(seeds):
+        results = json.loads((out / c.key / f"seed{seed}" / "results.json").read_text())
+        main = results["main_metric"]
+        matrices.append(np.array(results["matrices"][main], dtype=float))
+    return matrices
+
+
+def transfer_rows(out: Path, cells: dict, seeds: int) -> dict[str, dict[str, list[float]]]:
+    """Per (row, column) with a separate-VAE reference in that column: per seed the forward transfer (first
+    scores against the separate models', `diagonal_transfer`) and the backward transfer, both > 0 = helped."""
+    from genrep.continual.generative_eval import transfer_summary
+
+    transfer = {}
+    for (row, column), c in cells.items():
+        reference = cells.get(("separate-vae", column))
+        if row == "separate-vae" or reference is None:
+            continue
+        pairs = zip(seed_matrices(out, c, seeds), seed_matrices(out, reference, seeds))
+        values = [transfer_summary(R, R_sep) for R, R_sep in pairs]
+        transfer[f"{row}|{column}"] = {k: [v[k] for v in values] for k in ("forward_transfer", "backward_transfer")}
+    return transfer
+
+
+def transfer_table(transfer: dict) -> str:
+    rows = [[f"{ROWS[key.split('|')[0]]} ({key.split('|')[1]})",
+             format_cell(mean_sem(v["forward_transfer"]), None, len(v["forward_transfer"])),
+             format_cell(mean_sem(v["backward_transfer"]), None, len(v["backward_transfer"]))]
+            for key, v in transfer.items()]
+    return ("Transfer (metric units, > 0 = helped): forward = separate model's first score − the learner's first "
+            "score on each task j ≥ 1; backward = the score after the last task − the first score, sign flipped "
+            "for lower-is-better metrics.\n\n" + markdown_table(["method", "forward transfer", "backward transfer"],
+                                                                rows))
+
+
+def transfer_figure(out: Path, cells: dict) -> Path | None:
+    """Fig. 9.4.2: the calorimeter Wasserstein matrices (seed 0) of generative replay and Multiband VAE side by
+    side, rows = after task i, columns = task j."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from genrep.utils.plots import save_figure
+
+    present = [(row, cells[row, "calorimeter-energy"]) for row in TRANSFER_ROWS if (row, "calorimeter-energy") in cells]
+    if len(present) < 2:
+        return None
+    matrices = [seed_matrices(out, c, 1)[0] for _, c in present]
+    finite = np.concatenate([m[np.isfinite(m)] for m in matrices])
+    fig, axes = plt.subplots(1, len(present), figsize=(5 * len(present), 4.2), dpi=110)
+    for ax, (row, _), matrix in zip(axes, present, matrices):
+        image = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis_r", vmin=finite.min(), vmax=finite.max())
+        for i, j in zip(*np.nonzero(np.isfinite(matrix))):
+            ax.text(j, i, f"{matrix[i, j]:.2g}", ha="center", va="center", fontsize=8, color="white")
+        ax.set_title(f"{ROWS[row]}: Wasserstein ↓", fontsize=10)
+        ax.set_xlabel("task j (energy bin)")
+        ax.set_ylabel("after learning task i")
+    fig.colorbar(image, ax=list(axes), shrink=0.8)
+    return save_figure(fig, out / FIGURE)
 
 
 def published(row: str, column: str) -> tuple | None:
