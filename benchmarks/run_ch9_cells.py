@@ -55,7 +55,8 @@ def main() -> None:
             os.close(os.open(claims / c.key, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
             continue
-        run_cell(c, scale=args.scale, seeds=args.seeds, out=out, progress=False, log=lambda line: print(line, flush=True))
+        run_cell(c, scale=args.scale, seeds=args.seeds, out=out, progress=False,
+                 log=lambda line: print(line, flush=True))
 
 
 if __name__ == "__main__":
