@@ -119,8 +119,9 @@ def test_table_9_4_1_transfer_against_separate_models_and_the_fig_9_4_2_picture(
         if row in matrices:
             folder = tmp_path / c.key / "seed0"
             folder.mkdir(parents=True)
-            (folder / "results.json").write_text(json.dumps({"main_metric": "wasserstein",
-                                                             "matrices": {"wasserstein": matrices[row]}}))
+            (folder / "results.json").write_text(json.dumps({
+                "main_metric": "wasserstein", "matrices": {"wasserstein": matrices[row]}, "tasks_finished": 3,
+                "tasks": [{}, {}, {}]}))
     cells = {key: c for key, c in cells.items() if key[0] in matrices}
     transfer = table_9_4_1.transfer_rows(tmp_path, cells, 1)
     # forward: mean over j ≥ 1 of separate[j, j] − R[j, j]; backward: mean over j < T−1 of R[j, j] − R[T−1, j]
@@ -131,3 +132,14 @@ def test_table_9_4_1_transfer_against_separate_models_and_the_fig_9_4_2_picture(
     assert "separate-vae|calorimeter-energy" not in transfer
     assert table_9_4_1.transfer_figure(tmp_path, cells) == tmp_path / table_9_4_1.FIGURE
     assert (tmp_path / table_9_4_1.FIGURE).stat().st_size > 10_000
+
+
+def test_no_train_writes_the_table_from_finished_runs_only(digits_lenet, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GENREP_DATA", str(digits_lenet))
+    out = tmp_path / "tables"
+    assert main(["reproduce", "table-9.4.4", "--scale", "smoke", "--out", str(out), "--no-train",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| Generative replay | — [254] | — | — |" in printed and not any(p.is_dir() for p in out.iterdir())
+    assert main(["reproduce", "table-8.4.1", "--scale", "smoke", "--out", str(tmp_path / "x"), "--no-train"]) != 0
+    assert "--no-train does not apply to table-8.4.1" in capsys.readouterr().err

@@ -19,6 +19,8 @@ def register(commands) -> None:
     p.add_argument("--celeba-path", default=None, help="table-4.4.1: folder with the official CelebA files")
     p.add_argument("--dry-run", action="store_true", help="print every cell's resolved settings (JSON) and exit:"
                    " nothing is trained or written")
+    p.add_argument("--no-train", action="store_true", help="the ch. 9 tables: write the table from the runs that "
+                   "have finished (cells without a finished seed show —), training nothing")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=reproduce_cmd)
 
@@ -41,10 +43,13 @@ def reproduce_cmd(args) -> int:
     # tables that share their training runs (the joint diffusion ones) share one default folder
     out = args.out or f"runs/reproduce/{getattr(recipe, 'SHARED_RUNS', args.table)}-{args.scale}"
     options = {k: v for k, v in (("calorimeter_path", args.calorimeter_path), ("celeba_path", args.celeba_path)) if v}
+    if args.no_train:
+        options["train"] = False
     accepted = inspect.signature(recipe.run).parameters
     for key in options:
         if key not in accepted:
-            raise ConfigError(f"--{key.replace('_', '-')} does not apply to {args.table}")
+            flag = "no-train" if key == "train" else key.replace("_", "-")
+            raise ConfigError(f"--{flag} does not apply to {args.table}")
     try:  # the recipe checks every input (scale, paths, --out, data sources) before it trains anything
         result = recipe.run(scale=args.scale, seeds=args.seeds, out=out, progress=not args.no_progress, **options)
     except KeyboardInterrupt:

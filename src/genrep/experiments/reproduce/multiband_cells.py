@@ -52,11 +52,30 @@ def cell(method: str, scenario: str, label: str = "", **extra: Any) -> Cell:
     return Cell(key, method, scenario, tuple(sorted(overrides.items())))
 
 
-def run_cell(c: Cell, *, scale: str, seeds: int, out: Path, progress: bool = False, log=print) -> dict[str, Any]:
+def finished_seeds(folder: Path, seeds: int) -> list[int]:
+    """The seeds among 0..seeds−1 whose run in `folder` has finished every task."""
+    import json
+
+    done = []
+    for seed in range(seeds):
+        path = folder / f"seed{seed}" / "results.json"
+        if path.is_file():
+            results = json.loads(path.read_text())
+            if results.get("tasks_finished") == len(results.get("tasks", ())):
+                done.append(seed)
+    return done
+
+
+def run_cell(c: Cell, *, scale: str, seeds: int, out: Path, progress: bool = False, log=print,
+             train: bool = True) -> dict[str, Any] | None:
     """Run (or reuse) the cell's seeds 0..seeds−1; per metric the per-seed averages after the last task (×100 for
-    precision and recall)."""
-    log(f"{c.key}: {c.method} on {c.scenario} ({scale}, {seeds} seed(s)) → {out / c.key}")
-    summary = run_method(c.method, c.scenario, scale=scale, seeds=seeds, out=out / c.key, resume=True,
+    precision and recall). `train=False`: only the seeds already finished (None if there is none)."""
+    chosen: int | list[int] = seeds if train else finished_seeds(out / c.key, seeds)
+    if not chosen:
+        log(f"{c.key}: no finished seed in {out / c.key}; left out")
+        return None
+    log(f"{c.key}: {c.method} on {c.scenario} ({scale}, seeds {chosen}) → {out / c.key}")
+    summary = run_method(c.method, c.scenario, scale=scale, seeds=chosen, out=out / c.key, resume=True,
                          overrides=dict(c.overrides), progress=progress, log=None)
     values = {m: [(100 if m in PERCENT else 1) * r["averages"][m] for r in summary["per_seed"]]
               for m in summary["averages"]}
@@ -67,10 +86,11 @@ def run_cell(c: Cell, *, scale: str, seeds: int, out: Path, progress: bool = Fal
             "backward_transfer": [r["backward_transfer"] for r in summary["per_seed"]]}
 
 
-def metric_cells(values: dict[str, list[float]] | None, published: tuple | None, seeds: int) -> list[str]:
-    """The table cells of one (row, column): FID, Prec, Rec (or Wass) as "ours ± SEM [published]"."""
-    if values is None:
-        return ["—"]
-    names = list(values)
-    published = published or (None,) * len(names)
-    return [format_cell(mean_sem(values[m]), p, seeds) for m, p in zip(names, published)]
+def metric_cells(result: dict[str, Any] | None, published: tuple | None, width: int) -> list[str]:
+    """The `width` table cells of one (row, column): FID, Prec, Rec (or Wass) as "ours ± SEM [published]" (± with
+    several seeds); "—" for a cell without a finished run."""
+    published = published or (None,) * width
+    if result is None:
+        return [format_cell(None, p, 1) for p in published]
+    values = result["values"]
+    return [format_cell(mean_sem(values[m]), p, len(values[m])) for m, p in zip(values, published)]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from genrep.experiments.reproduce.common import check_inputs, check_scale, format_cell, markdown_table, mean_sem
-from genrep.experiments.reproduce.multiband_cells import SHARED_RUNS, cell, metric_cells, run_cell
+from genrep.experiments.reproduce.multiband_cells import SHARED_RUNS, cell, finished_seeds, metric_cells, run_cell
 
 NAME = "table-9.4.1"
 TITLE = "Table 9.4.1: continual generative modelling, average FID / Prec / Rec (or channel Wasserstein)"
@@ -67,7 +67,7 @@ def table_cells(scale: str, columns: tuple[str, ...]) -> dict[tuple[str, str], A
 
 
 def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, log=print,
-        columns: tuple[str, ...] | None = None) -> dict[str, Any]:
+        columns: tuple[str, ...] | None = None, train: bool = True) -> dict[str, Any]:
     """Every cell for seeds 0..seeds−1 into `out` (shared with the other ch. 9 tables); writes TABLE.json/.md."""
     from genrep.experiments.reproduce.table_8_4_1 import scenario_datasets
     from genrep.runs import write_json
@@ -75,12 +75,13 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
     check_scale(scale)
     columns = tuple(columns or SCALES[scale])
     out = check_inputs(scale=scale, seeds=seeds, out=out, datasets=[(n, {}) for n in scenario_datasets(columns)])
-    results = {key: run_cell(c, scale=scale, seeds=seeds, out=out, progress=progress, log=log)
+    results = {key: run_cell(c, scale=scale, seeds=seeds, out=out, progress=progress, log=log, train=train)
                for key, c in table_cells(scale, columns).items()}
     table = results_table(results, columns, seeds)
     transfer = transfer_rows(out, table_cells(scale, columns), seeds)
     figure = transfer_figure(out, table_cells(scale, columns)) if "calorimeter-energy" in columns else None
-    footnote = (f"ours: average over tasks after the last task, mean ± SEM over seeds {list(range(seeds))} "
+    footnote = (f"ours: average over tasks after the last task, mean ± SEM over the finished seeds of "
+                f"{list(range(seeds))} "
                 f"[published Table 9.4.1]; precision / recall × 100 (Sajjadi PRD, β = 8); calorimeter: channel "
                 f"Wasserstein (pooled log channels) on genrep's synthetic calorimeter unless real files are "
                 f"configured — compare orderings only. Scale `{scale}` (module docstring). Not run: "
@@ -96,14 +97,14 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
     return {**payload, "markdown": f"{table}\n\n{footnote}", "files": [out / f"{NAME}.json", out / f"{NAME}.md"]}
 
 
-def seed_matrices(out: Path, c, seeds: int) -> list:
-    """The main metric's T×T matrix of every seed of cell `c` (from its results.json)."""
+def seed_matrices(out: Path, c, seeds: list[int]) -> list:
+    """The main metric's T×T matrix of each of `seeds` of cell `c` (from its results.json)."""
     import json
 
     import numpy as np
 
     matrices = []
-    for seed in range(seeds):
+    for seed in seeds:
         results = json.loads((out / c.key / f"seed{seed}" / "results.json").read_text())
         main = results["main_metric"]
         matrices.append(np.array(results["matrices"][main], dtype=float))
@@ -120,7 +121,10 @@ def transfer_rows(out: Path, cells: dict, seeds: int) -> dict[str, dict[str, lis
         reference = cells.get(("separate-vae", column))
         if row == "separate-vae" or reference is None:
             continue
-        pairs = zip(seed_matrices(out, c, seeds), seed_matrices(out, reference, seeds))
+        common = sorted(set(finished_seeds(out / c.key, seeds)) & set(finished_seeds(out / reference.key, seeds)))
+        if not common:
+            continue
+        pairs = zip(seed_matrices(out, c, common), seed_matrices(out, reference, common))
         values = [transfer_summary(R, R_sep) for R, R_sep in pairs]
         transfer[f"{row}|{column}"] = {k: [v[k] for v in values] for k in ("forward_transfer", "backward_transfer")}
     return transfer
@@ -148,10 +152,12 @@ def transfer_figure(out: Path, cells: dict) -> Path | None:
 
     from genrep.utils.plots import save_figure
 
-    present = [(row, cells[row, "calorimeter-energy"]) for row in TRANSFER_ROWS if (row, "calorimeter-energy") in cells]
+    column = "calorimeter-energy"
+    present = [(row, cells[row, column]) for row in TRANSFER_ROWS
+               if (row, column) in cells and finished_seeds(out / cells[row, column].key, 1)]
     if len(present) < 2:
         return None
-    matrices = [seed_matrices(out, c, 1)[0] for _, c in present]
+    matrices = [seed_matrices(out, c, [0])[0] for _, c in present]
     finite = np.concatenate([m[np.isfinite(m)] for m in matrices])
     fig, axes = plt.subplots(1, len(present), figsize=(5 * len(present), 4.2), dpi=110)
     for ax, (row, _), matrix in zip(axes, present, matrices):
@@ -177,13 +183,12 @@ def results_table(results: dict, columns: tuple[str, ...], seeds: int) -> str:
                    else [f"{column} FID ↓", "Prec ↑", "Rec ↑"])
     rows = []
     for row, label in ROWS.items():
-        if not any((row, column) in results for column in columns):
+        if not any(results.get((row, column)) for column in columns):
             continue
         line = [label]
         for column in columns:
             width = 1 if column.startswith("calorimeter") else 3
-            result = results.get((row, column))
-            line += metric_cells(result["values"], published(row, column), seeds) if result else ["—"] * width
+            line += metric_cells(results.get((row, column)), published(row, column), width)
         rows.append(line)
     return markdown_table(header, rows)
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from genrep.experiments.reproduce.common import check_inputs, check_scale, format_cell, markdown_table, mean_sem
-from genrep.experiments.reproduce.multiband_cells import SHARED_RUNS, Cell, cell, run_cell
+from genrep.experiments.reproduce.common import check_inputs, check_scale, markdown_table
+from genrep.experiments.reproduce.multiband_cells import SHARED_RUNS, Cell, cell, metric_cells, run_cell
 
 NAME = "table-9.4.4"
 TITLE = "Table 9.4.4: ablation of Multiband VAE on MNIST Dirichlet α = 1, average FID after the last task"
@@ -42,7 +42,7 @@ def ablation_cells(scenario: str) -> dict[str, Cell]:
 
 
 def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, log=print,
-        rows: tuple[str, ...] | None = None) -> dict[str, Any]:
+        rows: tuple[str, ...] | None = None, train: bool = True) -> dict[str, Any]:
     """Every row for seeds 0..seeds−1 into `out` (shared with the other ch. 9 tables); writes TABLE.json/.md."""
     from genrep.experiments.reproduce.table_8_4_1 import scenario_datasets
     from genrep.runs import write_json
@@ -51,12 +51,10 @@ def run(*, scale: str, seeds: int = 1, out: str | Path, progress: bool = True, l
     scenario = SCALES[scale]
     out = check_inputs(scale=scale, seeds=seeds, out=out, datasets=[(n, {}) for n in scenario_datasets((scenario,))])
     cells = ablation_cells(scenario)
-    results = {row: run_cell(cells[row], scale=scale, seeds=seeds, out=out, progress=progress, log=log)
+    results = {row: run_cell(cells[row], scale=scale, seeds=seeds, out=out, progress=progress, log=log, train=train)
                for row in (rows or tuple(cells))}
     table = markdown_table(["modification", f"FID ↓ ({scenario})", "Prec ↑", "Rec ↑"], [
-        [LABELS[row], format_cell(mean_sem(r["values"]["fid"]), PUBLISHED[row], seeds),
-         format_cell(mean_sem(r["values"]["precision"]), None, seeds),
-         format_cell(mean_sem(r["values"]["recall"]), None, seeds)] for row, r in results.items()])
+        [LABELS[row], *metric_cells(r, (PUBLISHED[row], None, None), 3)] for row, r in results.items()])
     footnote = (f"ours: average over the 10 tasks after the last one, mean ± SEM over seeds {list(range(seeds))} "
                 f"[published Table 9.4.4 FID]; each row adds one setting to the row above (module docstring); "
                 f"scale `{scale}`.")
