@@ -53,7 +53,7 @@ def test_method_settings_by_scale():
 @pytest.mark.parametrize("scale, classifier", [("smoke", "lenet5"), ("cpu", "lenet5"), ("paper", "lenetg")])
 def test_every_method_of_a_scale_uses_the_same_classifier(scale, classifier):
     """Table 8.4.1 compares what the methods replay: one base classifier for all (LeNetG at paper scale)."""
-    for method in learner_names():
+    for method in learner_names("classifier"):
         assert recipe.method_settings(method, scale)["classifier"] == classifier
         assert recipe.learner_settings(method, scale).classifier == classifier
         learner = recipe.learner_from_settings(method, recipe.learner_settings(method, scale))

@@ -143,3 +143,20 @@ def test_no_train_writes_the_table_from_finished_runs_only(digits_lenet, tmp_pat
     assert "| Generative replay | — [254] | — | — |" in printed and not any(p.is_dir() for p in out.iterdir())
     assert main(["reproduce", "table-8.4.1", "--scale", "smoke", "--out", str(tmp_path / "x"), "--no-train"]) != 0
     assert "--no-train does not apply to table-8.4.1" in capsys.readouterr().err
+
+
+def test_scenario_options_reach_the_builder_and_a_changed_one_is_refused_on_resume(digits_lenet, tmp_path,
+                                                                                    monkeypatch, capsys):
+    monkeypatch.setenv("GENREP_DATA", str(digits_lenet))
+    out = tmp_path / "run"
+    summary = recipe.run_method("gr-vae", "split-digits", scale="smoke", out=out, progress=False, log=None,
+                                scenario_options={"n_tasks": 2})
+    assert len(summary["per_seed"][0]["final_row"]) == 2 and summary["scenario_options"] == {"n_tasks": 2}
+    with pytest.raises(ConfigError, match=r"scenario_options .*--scenario-option n_tasks=2"):
+        recipe.run_method("gr-vae", "split-digits", scale="smoke", out=out, resume=True, progress=False, log=None,
+                          scenario_options={"n_tasks": 5})
+    with pytest.raises(ConfigError, match="--scenario-option alpha: split-digits takes"):
+        recipe.run_method("gr-vae", "split-digits", scale="smoke", out=tmp_path / "other",
+                          scenario_options={"alpha": 1})
+    assert main(["continual", "gr-vae", "--scenario", "split-digits", "--scenario-option", "n_tasks=2", "--out",
+                 str(out), "--resume", "--no-progress"]) == 0

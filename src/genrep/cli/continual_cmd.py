@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def register(commands) -> None:
+    from genrep.continual.scenarios import scenario_names
     from genrep.continual.registry import get_learner, learner_names
     from genrep.experiments.continual import PROTOCOLS, SCALES, protocol_methods, settings_help
 
@@ -18,8 +19,8 @@ def register(commands) -> None:
     methods = "; ".join(get_learner(name).help_line() for name in learner_names()).replace("%", "%%")
     p.add_argument("method", choices=learner_names(), help=f"{methods} (genrep.continual.registry)")
     p.add_argument("--scenario", default="split-mnist",
-                   help="split-mnist (default), split-fashion-mnist, split-cifar10, split-digits (offline, 8×8), "
-                        "dirichlet-mnist, dirichlet-fashion-mnist, calorimeter-energy, mnist-fashion-mnist")
+                   help=f"one of {', '.join(scenario_names())} (default split-mnist; split-digits is the offline "
+                        "8×8 one)")
     p.add_argument("--scale", default="smoke", choices=SCALES,
                    help="smoke (300 images per task, seconds), cpu (full data, 2 cores), paper (published settings)")
     p.add_argument("--protocol", default="shared", choices=tuple(PROTOCOLS),
@@ -29,6 +30,9 @@ def register(commands) -> None:
                         "128 per task, one Adam 1e-3 kept across tasks, cross-entropy over the classes seen so far, "
                         "VAE 784-400-400-z100 for 2000 iterations, T = 2 for gr-distill; 100 iterations at smoke), "
                         f"for {vdv}; applied after --scale and before --set (genrep.experiments.continual.PROTOCOLS)")
+    p.add_argument("--scenario-option", dest="scenario_options", action="append", metavar="KEY=VALUE",
+                   help="an option of the scenario's builder, e.g. alpha=100 or n_tasks=20 (repeatable; stored in "
+                        "OUT/config.json, so a resumed run must use the same)")
     p.add_argument("--seeds", default="1", help="N: seeds 0..N-1 (default 1); or a list such as 1,2 or 2, (to run "
                    "one folder's seeds in parallel processes; then --seeds N --resume writes the summary of all)")
     p.add_argument("--out", default=None, help="folder (default runs/continual/METHOD-SCENARIO-SCALE)")
@@ -54,7 +58,8 @@ def continual_cmd(args) -> int:
         check_resumable(out)
     summary = run_method(args.method, args.scenario, scale=args.scale, seeds=args.seeds, out=out,
                          overrides=overrides, resume=args.resume, overwrite=args.overwrite,
-                         progress=not args.no_progress, protocol=args.protocol)
+                         progress=not args.no_progress, protocol=args.protocol,
+                         scenario_options=parse_overrides(args.scenario_options))
     print(describe(summary))
     metric = summary.get("metric", get_learner(args.method).metric)
     for row in summary["per_seed"]:

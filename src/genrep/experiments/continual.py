@@ -253,15 +253,36 @@ def generative_evaluator(options: dict[str, Any], scenario, seed: int):
     return GenerativeEvaluator(seed=seed, **options)
 
 
-def run_record(method: str, scenario: str, scale: str, settings, protocol: str = "shared") -> dict[str, Any]:
-    """What defines a run folder (config.json): method, scenario, scale, its training-set limit, the protocol,
-    the evaluation options of a generative method, and every learner setting but the seed (`settings`: the
-    settings dataclass)."""
+def check_scenario_options(scenario: str, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` if the builder of `scenario` takes them (`--scenario-option`, e.g. alpha=100 for a Dirichlet
+    split); a one-line ConfigError naming the valid ones otherwise. seed and limit are the recipe's."""
+    import inspect
+
+    from genrep.continual.scenarios import SCENARIOS
+
+    if scenario not in SCENARIOS:
+        raise ConfigError(f"unknown scenario {scenario!r}; valid names: {', '.join(SCENARIOS)}")
+    builder, fixed = SCENARIOS[scenario]
+    valid = [p for p in inspect.signature(builder).parameters
+             if p not in ("dataset", "datasets", "seed", "limit", *fixed)]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"--scenario-option {unknown[0]}: {scenario} takes {', '.join(valid) or 'no options'}")
+    return dict(options)
+
+
+def run_record(method: str, scenario: str, scale: str, settings, protocol: str = "shared",
+               scenario_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What defines a run folder (config.json): method, scenario (and its `--scenario-option`s), scale, its
+    training-set limit, the protocol, the evaluation options of a generative method, and every learner setting
+    but the seed (`settings`: the settings dataclass)."""
     from genrep.continual.learner import settings_dict
 
     fields = {k: v for k, v in settings_dict(settings).items() if k != "seed"}
     record = {"method": method, "scenario": scenario, "scale": scale, "train_limit": train_limit(method, scale),
               "protocol": protocol, "settings": fields}
+    if scenario_options:
+        record["scenario_options"] = dict(scenario_options)
     evaluation = evaluation_options(method, scale)
     return {**record, "evaluation": evaluation} if evaluation else record
 
@@ -279,6 +300,8 @@ def _restoring_flags(stored: dict[str, Any], keys: list[str]) -> str:
             flags.append(f"the method {value}")
         elif key in ("scenario", "scale", "protocol"):
             flags.append(f"--{key} {value}")
+        elif key == "scenario_options":
+            flags += [f"--scenario-option {k}={_shown(v)}" for k, v in (value or {}).items()]
         elif key != "train_limit" and key in stored:
             flags.append(f"--set {key}={_shown(value)}")
     return " ".join(flags)
@@ -301,7 +324,7 @@ def check_run_config(out: str | Path, record: dict[str, Any], *, resume: bool) -
             from None
     new, unset = _flat(record), "<unset>"
     old = with_added_settings(_flat(stored), new)
-    run_keys = ("method", "scenario", "scale", "protocol", "train_limit")
+    run_keys = ("method", "scenario", "scenario_options", "scale", "protocol", "train_limit")
     keys = [*run_keys, *sorted((old.keys() | new.keys()) - set(run_keys))]
     differing = [k for k in keys if k not in RESUMABLE_SETTINGS and old.get(k, unset) != new.get(k, unset)]
     if not differing:
@@ -334,9 +357,10 @@ def check_resumable(out: str | Path) -> None:
 
 def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int | str | list[int] = 1,
                out: str | Path, overrides: dict[str, Any] | None = None, resume: bool = False, overwrite: bool = False,
-               progress: bool = True, log=print, protocol: str = "shared") -> dict[str, Any]:
-    """Run `method` on `scenario` for `seed_list(seeds)` into out/seed{s} (each a `run_scenario`
-    folder: checkpoint, results.json, heatmap.png, curves.png, and the spec's `pictures`, e.g. replay.png
+               progress: bool = True, log=print, protocol: str = "shared",
+               scenario_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run `method` on `scenario` (built with `scenario_options`, `check_scenario_options`) for
+    `seed_list(seeds)` into out/seed{s} (each a `run_scenario` folder: checkpoint, results.json, heatmap.png, curves.png, and the spec's `pictures`, e.g. replay.png
     for generative replay) and write out/config.json (`run_record`) and out/summary.json with the average of
     the spec's `metric` after the last task (mean ± SEM over seeds: `average_accuracy_percent` for accuracy,
     else `average_<metric>`), forgetting, memory and wall time. Memory is in MiB (2^20 bytes), the unit of
@@ -357,7 +381,8 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
     base = learner_settings(method, scale, overrides, protocol=protocol)  # checks every --set value before any work
     settings = {**method_settings(method, scale, protocol),
                 **{k: getattr(base, k) for k in (overrides or {})}}
-    record = run_record(method, scenario, scale, base, protocol)
+    scenario_options = check_scenario_options(scenario, scenario_options or {})
+    record = run_record(method, scenario, scale, base, protocol, scenario_options)
     out = Path(out)
     if resume and overwrite:
         raise ConfigError("--overwrite and --resume exclude each other")
@@ -376,7 +401,8 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
         try:
             with out_of_memory_as_error(f"running {method} on {scenario} (seed {seed})",
                                         _memory_fix(method, scale, base, protocol)):
-                scenario_obj = build_scenario(scenario, seed=seed, limit=train_limit(method, scale))
+                scenario_obj = build_scenario(scenario, seed=seed, limit=train_limit(method, scale),
+                                              **scenario_options)
                 learner = spec.factory(dataclasses.replace(base, seed=seed))
                 evaluation = ({"evaluate": generative_evaluator(record["evaluation"], scenario_obj, seed)}
                               if spec.kind == "generator" else {})
@@ -406,7 +432,8 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
     if spec.kind == "generator":  # every metric's average after the last task (FID, precision, recall)
         average_of = {m: mean_sem([r["averages"][m] for r in per_seed]) for m in per_seed[0]["averages"]}
         every_metric = {"metric": metric, "averages": {m: {"mean": v[0], "sem": v[1]} for m, v in average_of.items()}}
-    summary = {"method": method, "scenario": scenario, "scale": scale, "protocol": protocol, "seeds": seeds,
+    options = {"scenario_options": scenario_options} if scenario_options else {}
+    summary = {"method": method, "scenario": scenario, **options, "scale": scale, "protocol": protocol, "seeds": seeds,
                "settings": settings, **every_metric, key: {"mean": average[0], "sem": average[1]},
                "memory_mb": max(r["memory_mb"] for r in per_seed),
                "wall_time_s": {"mean": sum(r["wall_time_s"] for r in per_seed) / len(seeds),
