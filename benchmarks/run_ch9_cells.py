@@ -19,10 +19,10 @@ from genrep.experiments.reproduce.multiband_cells import SHARED_RUNS, run_cell
 FIRST = ("si-vae-split-mnist", "ewc-vae-split-mnist", "gr-vae-split-mnist", "multiband-split-mnist",
          "gr-vae-dirichlet-mnist", "multiband-dirichlet-mnist", "si-vae-dirichlet-mnist", "ewc-vae-dirichlet-mnist",
          "gr-vae-calorimeter-energy", "multiband-calorimeter-energy", "separate-vae-calorimeter-energy",
-         "ablation-two-step-dirichlet-mnist",
-         "ablation-translator-dirichlet-mnist", "ablation-binary-dirichlet-mnist", "multiband-warm-split-mnist",
-         "multiband-warm-dirichlet-mnist", "multiband-conv-dirichlet-mnist", "gr-vae-split-fashion-mnist",
-         "multiband-split-fashion-mnist", "gr-vae-dirichlet-fashion-mnist", "multiband-dirichlet-fashion-mnist")
+         "ablation-two-step-dirichlet-mnist", "ablation-translator-dirichlet-mnist", "ablation-binary-dirichlet-mnist",
+         "gr-vae-split-fashion-mnist", "multiband-split-fashion-mnist", "multiband-warm-split-mnist",
+         "gr-vae-dirichlet-fashion-mnist", "multiband-dirichlet-fashion-mnist", "multiband-warm-dirichlet-mnist",
+         "multiband-conv-dirichlet-mnist")
 
 
 def priority_cells(scale: str) -> list:
