@@ -268,6 +268,7 @@ def test_ablation_switch_binary_latent_changes_only_the_bit_head_and_the_transla
                     "generative.conditioner.bits_2.bias", "generative.conditioner.hidden.weight"}
 
 
+@pytest.mark.needs_source("mnist")
 def test_ablation_switch_conv_changes_only_encoder_and_decoder():
     scenario = build_scenario("split-mnist", limit=20)
     shapes = []
