@@ -14,6 +14,8 @@ Task t with images x^t:
    Σ‖x − p_θ(t_ρ(λ, b, i))‖ (BCE or squared error, summed as the reference), in shuffled mini-batches.
 3. **Controlled forgetting** (§9.3.3, `forgetting.replace_similar_targets`): after the warm-up, a replayed
    target whose translated latent has cosine similarity > γ with a current image's is replaced by that image.
+   Z^i (`forgetting_compare` current images, encoded and translated) is made once per epoch; the reference
+   re-translates the same encodings at every iteration with the translator as it trains.
 
 With `two_step=False` the VAE trains once per task (epochs + global_epochs) on new data plus replay from the
 frozen copy of its own decoder, re-encoded like new data (the reference's `train_with_replay`).
