@@ -440,3 +440,54 @@ def test_replay_shares_z_across_previous_tasks_and_splits_equally():
 def test_replay_count_per_iteration(cap, expected):
     learner = MultibandVAE(replay_task_cap=cap)
     assert [learner.n_replay(64, t) for t in (1, 2, 3, 4)] == expected
+
+
+@pytest.mark.parametrize("penalty", ["ewc", "si"])
+def test_the_penalty_enters_every_step_after_the_first_task(penalty, monkeypatch):
+    scenario = digits(2)
+    settings = {k: v for k, v in TINY.items() if k not in ("global_epochs", "translator_warmup")}
+    learner = RegularisedVAE(**settings, penalty=penalty, strength=3.0, fisher_samples=30)
+    learner.setup(scenario)
+    calls, events = [], []
+    real_penalty = type(learner.regulariser).penalty
+
+    def spy(self, model):
+        value = real_penalty(self, model)
+        calls.append(float(value))
+        events.append("penalty")
+        return value
+
+    monkeypatch.setattr(type(learner.regulariser), "penalty", spy)
+    if penalty == "si":
+        for hook in ("before_step", "after_step"):
+            real = getattr(type(learner.regulariser), hook)
+            monkeypatch.setattr(type(learner.regulariser), hook,
+                                lambda self, model, real=real, hook=hook: (events.append(hook), real(self, model)))
+    learner.learn(scenario[0])
+    assert calls == []  # nothing to hold before the first task ends
+    events.clear()
+    learner.learn(scenario[1])
+    steps = settings["epochs"] * -(-len(scenario[1].train) // settings["batch_size"])
+    assert len(calls) >= steps - settings["epochs"] and any(c > 0 for c in calls)
+    if penalty == "si":  # g is recorded before the penalty's gradient is added
+        assert events[:3] == ["before_step", "penalty", "after_step"]
+
+
+def test_ewc_fisher_is_taken_from_the_per_image_negative_elbo(monkeypatch):
+    from genrep.continual.multiband import baselines as vae_baselines
+
+    seen = {}
+    real = vae_baselines.diagonal_fisher
+
+    def recording(model, batches, loss_fn, **kw):
+        batches = list(batches)
+        seen["rows"] = sum(len(b) for b in batches)
+        seen["losses"] = loss_fn(batches[0])
+        return real(model, batches, loss_fn, **kw)
+
+    monkeypatch.setattr(vae_baselines, "diagonal_fisher", recording)
+    settings = {k: v for k, v in TINY.items() if k not in ("global_epochs", "translator_warmup")}
+    learner = RegularisedVAE(**settings, penalty="ewc", fisher_samples=30)
+    learner.setup(digits(1))
+    learner.learn(digits(1)[0])
+    assert seen["rows"] == 30 and seen["losses"].shape == (25,) and bool((seen["losses"] > 0).all())
