@@ -174,6 +174,7 @@ def test_build_scenario_names_options_and_errors(tmp_path, monkeypatch):
                                 "dirichlet-mnist", "dirichlet-fashion-mnist", "calorimeter-energy",
                                 "mnist-fashion-mnist", "split-mnist-10", "split-fashion-mnist-10",
                                 "mnist-fashion-mnist-10", "fashion-mnist-mnist-10", "split-omniglot",
+                                "split-omniglot-20",
                                 "dirichlet-omniglot", "split-celeba-hair", "dirichlet-celeba-hair"]
     with pytest.raises(ConfigError, match="unknown scenario 'split-svhn'; valid names: split-mnist"):
         build_scenario("split-svhn")
