@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from genrep.errors import ConfigError, RunExistsError
 from genrep.utils.files import atomic_write, output_dir, output_file, writing
+from genrep.utils.locks import empty_folder
 
 
 def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False) -> Path:
@@ -37,7 +37,7 @@ def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool =
         if not overwrite:
             raise RunExistsError(f"run folder {path} exists; pass --overwrite to replace it or --resume to continue it")
         with writing(path):
-            shutil.rmtree(path)
+            empty_folder(path)  # the folder itself stays: it may hold this process's lock (genrep.utils.locks)
     return output_dir(path)
 
 

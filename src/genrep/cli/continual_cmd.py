@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def register(commands) -> None:
     from genrep.continual.scenarios import scenario_names
@@ -38,8 +40,10 @@ def register(commands) -> None:
     p.add_argument("--out", default=None, help="folder (default runs/continual/METHOD-SCENARIO-SCALE)")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="override a learner setting, e.g. --set epochs=5 --set buffer_size=500 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out after its last "
-                   "finished task, with the same method, scenario, scale and --set values (stored in OUT/config.json)")
+    p.add_argument("--resume", nargs="?", const="yes", choices=("yes", "auto"), default=None,
+                   help="continue an interrupted run in --out after its last finished task, with the same method, "
+                        "scenario, scale and --set values (stored in OUT/config.json); --resume auto: continue it if "
+                        "OUT/config.json exists, else start it (for job scripts that may be requeued)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=continual_cmd)
@@ -48,18 +52,21 @@ def register(commands) -> None:
 def continual_cmd(args) -> int:
     from genrep.continual.registry import get_learner
     from genrep.experiments.continual import check_resumable, describe, learner_settings, parse_overrides, run_method
+    from genrep.training.preemption import preemptible
 
     suffix = "" if args.protocol == "shared" else f"-{args.protocol}"
     out = args.out or f"runs/continual/{args.method}-{args.scenario}-{args.scale}{suffix}"
     overrides = parse_overrides(args.overrides, parse=False)
     # a bad --protocol or --set fails before the folder is looked at
     learner_settings(args.method, args.scale, overrides, protocol=args.protocol)
-    if args.resume:
+    resume = args.resume == "yes" or (args.resume == "auto" and (Path(out) / "config.json").is_file())
+    if resume:
         check_resumable(out)
-    summary = run_method(args.method, args.scenario, scale=args.scale, seeds=args.seeds, out=out,
-                         overrides=overrides, resume=args.resume, overwrite=args.overwrite,
-                         progress=not args.no_progress, protocol=args.protocol,
-                         scenario_options=parse_overrides(args.scenario_options))
+    with preemptible():
+        summary = run_method(args.method, args.scenario, scale=args.scale, seeds=args.seeds, out=out,
+                             overrides=overrides, resume=resume, overwrite=args.overwrite,
+                             progress=not args.no_progress, protocol=args.protocol,
+                             scenario_options=parse_overrides(args.scenario_options))
     print(describe(summary))
     metric = summary.get("metric", get_learner(args.method).metric)
     for row in summary["per_seed"]:

@@ -10,6 +10,7 @@ import warnings
 
 from genrep import __version__
 from genrep.errors import ConfigError, GenrepError, GenrepWarning
+from genrep.training.preemption import PREEMPTED_EXIT_CODE, Preempted
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             _refuse_empty_paths(args)
             return int(args.handler(args) or 0)
+        except Preempted as err:  # SIGTERM / SIGUSR1: the checkpoint is written, the run can go on
+            print(f"genrep: {err}", file=sys.stderr)
+            return PREEMPTED_EXIT_CODE
         except GenrepError as err:
             print(f"genrep: error: {err}", file=sys.stderr)
             return 2

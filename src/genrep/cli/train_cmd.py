@@ -6,6 +6,7 @@ from pathlib import Path
 
 
 def register(commands) -> None:
+    from genrep.experiments.sharded_sampling import DEFAULT_SHARD_SIZE
     from genrep.models import model_names
 
     train = commands.add_parser(
@@ -29,24 +30,46 @@ def register(commands) -> None:
     train.add_argument("--out", default=None, help="run folder (default runs/MODEL_DATASET)")
     mode = train.add_mutually_exclusive_group()
     mode.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    mode.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    mode.add_argument("--resume", nargs="?", const="yes", choices=("yes", "auto"), default=None,
+                      help="continue the run in --out from its last checkpoint; --resume auto: continue it if it has "
+                           "a checkpoint, else start it (the line for a job script that may be requeued)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     train.set_defaults(handler=train_cmd)
 
-    sample = commands.add_parser("sample", help="draw samples from a trained run into a PNG grid")
+    sample = commands.add_parser(
+        "sample", help="draw samples from a trained run: a PNG grid, or many images in shards over processes",
+        description="With -o FILE.png (default RUN/samples/sample.png): one PNG grid (and --npz). With --out DIR "
+                    "(no .png suffix): a sharded, resumable job over --devices processes, torchrun or srun; the same "
+                    "(seed, index) always gives the same image whatever the number of processes (docs/distributed.md)")
     sample.add_argument("run", help="run folder")
     sample.add_argument("-n", type=int, default=64)
-    sample.add_argument("-o", "--out", default=None, help="PNG path (default RUN/samples/sample.png)")
+    sample.add_argument("-o", "--out", default=None,
+                        help="PNG path (default RUN/samples/sample.png), or a folder for sharded sampling")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--labels", default=None, help="comma-separated class labels for a conditional model")
-    sample.add_argument("--npz", default=None, help="also save the samples as an .npz (key 'images')")
+    sample.add_argument("--labels", default=None, help="comma-separated class labels for a conditional model (grid)")
+    sample.add_argument("--npz", default=None, help="also save the grid's samples as an .npz (key 'images')")
+    sample.add_argument("--shard-size", type=int, default=None,
+                        help=f"images per shard and model.sample call (sharded; default {DEFAULT_SHARD_SIZE})")
+    sample.add_argument("--format", default="npz", choices=("npz", "png"),
+                        help="shard format: npz (uint8 images, default) or png (a folder of PNGs per shard)")
+    sample.add_argument("--devices", type=int, default=None,
+                        help="processes on this node (sharded; default 1, or torchrun's / srun's)")
+    sample.add_argument("--num-nodes", type=int, default=None)
+    sample.add_argument("--accelerator", default="cpu", help="cpu (default), cuda or auto")
+    sample.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
+                        help="a sampling setting of the model, e.g. --set model.sampler=ddim "
+                             "--set model.sample_steps=50 (repeatable)")
+    sample.add_argument("--no-progress", action="store_true")
     sample.set_defaults(handler=sample_cmd)
 
 
 def _cli_overrides(args) -> dict:
     from genrep.config import merge, parse_overrides
+    from genrep.training.fabric import launcher_devices
 
+    if args.devices is None and args.num_nodes is None and launcher_devices() is not None:
+        args.devices, args.num_nodes = launcher_devices()  # under torchrun / srun: the launcher's processes
     flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
              "devices": args.devices, "num_nodes": args.num_nodes, "accelerator": args.accelerator,
              "precision": args.precision}
@@ -73,8 +96,9 @@ def train_cmd(args) -> int:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
     out = Path(args.out or f"runs/{cfg.model_name}_{cfg.data.name}")
+    resume, overwrite = resume_mode(args.resume, out, overwrite=args.overwrite)
     try:
-        summary = train_run(cfg, out, overwrite=args.overwrite, resume=args.resume)
+        summary = train_run(cfg, out, overwrite=overwrite, resume=resume)
     except KeyboardInterrupt:
         args.interrupt_hint = interrupt_hint(args, out)  # printed by genrep.cli.main
         raise
@@ -84,6 +108,17 @@ def train_cmd(args) -> int:
             print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
         print(f"run folder: {out} (report: {out / 'report.md'})")
     return 0
+
+
+def resume_mode(resume: str | None, out: Path, *, overwrite: bool) -> tuple[bool, bool]:
+    """(resume, overwrite) for `train_run` from --resume [yes|auto] and --overwrite: "auto" resumes a
+    run folder that holds a checkpoint, restarts one that holds none (a run stopped before its first
+    checkpoint) and starts a new run otherwise."""
+    if resume != "auto":
+        return resume == "yes", overwrite
+    if (out / "checkpoints" / "last.ckpt").is_file():
+        return True, False
+    return False, (out / "config.yaml").is_file()
 
 
 def interrupt_hint(args, out: Path) -> str:
@@ -106,6 +141,12 @@ def sample_cmd(args) -> int:
 
     if args.n < 1:
         raise InputError(f"-n must be >= 1, got {args.n}")
+    if args.out is not None and Path(args.out).suffix.lower() != ".png":
+        return sharded_sample_cmd(args)
+    for flag, given in (("--devices", args.devices not in (None, 1)), ("--num-nodes", args.num_nodes not in (None, 1)),
+                        ("--shard-size", args.shard_size is not None), ("--set", bool(args.set))):
+        if given:
+            raise InputError(f"{flag} is for sharded sampling: pass --out DIR (a folder), not a .png grid")
     labels = None
     if args.labels:
         try:
@@ -132,6 +173,38 @@ def sample_cmd(args) -> int:
     if args.npz:
         write_npz(args.npz, images=images.numpy())  # parents created; OSError -> OutputError
         print(f"wrote {args.npz}")
+    return 0
+
+
+def sharded_sample_cmd(args) -> int:
+    """`genrep sample RUN -n N --out DIR`: the sharded job of genrep.experiments.sharded_sampling."""
+    from genrep.config import parse_overrides
+    from genrep.errors import InputError
+    from genrep.experiments.sharded_sampling import DEFAULT_SHARD_SIZE, ShardPlan, sample_shards
+    from genrep.training.fabric import cli_devices, launch_processes
+    from genrep.training.preemption import preemptible
+
+    if args.labels or args.npz:
+        raise InputError("--labels and --npz are for a PNG grid (-o FILE.png); sharded sampling balances the labels "
+                         "itself and writes npz shards")
+    shard_size = DEFAULT_SHARD_SIZE if args.shard_size is None else args.shard_size
+    if shard_size < 1:
+        raise InputError(f"--shard-size must be >= 1, got {shard_size}")
+    overrides = parse_overrides(args.set)
+    if set(overrides) - {"model"}:
+        raise InputError(f"--set takes model.KEY=VALUE sampling settings, got {', '.join(args.set)}")
+    devices, num_nodes = cli_devices(args.devices, args.num_nodes)
+    fabric = launch_processes(accelerator=args.accelerator, devices=devices, num_nodes=num_nodes)
+    args.interrupt_hint = "the finished shards are kept; run the same command again to complete the job"
+    with preemptible():
+        result = sample_shards(args.run, args.out, ShardPlan(args.n, shard_size), seed=args.seed, fmt=args.format,
+                               model_overrides=overrides.get("model", {}), fabric=fabric,
+                               progress=not args.no_progress, log=None)
+    if fabric.is_global_zero:
+        manifest = result["manifest"]
+        print(f"wrote {args.out}: {manifest['n']} images in {manifest['num_shards']} shards ({result['written']} drawn"
+              f" now by {fabric.world_size} process(es), {result['skipped']} already on disk); evaluate with genrep "
+              f"evaluate --real DATASET --fake {args.out}")
     return 0
 
 

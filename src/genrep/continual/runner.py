@@ -31,6 +31,8 @@ from genrep.continual.scenario import Scenario, Task
 from genrep.errors import CheckpointError, ConfigError, InputError, RunExistsError
 from genrep.runs import write_json
 from genrep.training.checkpoint import load_checkpoint, one_line, rng_states, save_checkpoint, set_rng_states
+from genrep.training.preemption import preempted, stop_requested
+from genrep.utils.locks import locked_folder
 
 CHECKPOINT, RESULTS, HEATMAP, CURVES = "checkpoint.pt", "results.json", "heatmap.png", "curves.png"
 CHECKPOINT_KIND = "genrep-continual"
@@ -305,7 +307,16 @@ def run_scenario(learner: ContinualLearner, scenario: Scenario, out_dir: str | P
     out_dir = Path(out_dir)
     evaluate = evaluate if evaluate is not None else _default_evaluator(learner)
     check_out_dir(out_dir, resume=resume, overwrite=overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with locked_folder(out_dir, what="continual seed folder"):  # a second run/resume of it at once is refused
+        return _run_locked(learner, scenario, out_dir, evaluate, resume=resume, progress=progress, log=log,
+                           run_config=run_config, main_metric=main_metric, lower_is_better=lower_is_better,
+                           segment_start=segment_start)
+
+
+def _run_locked(learner: ContinualLearner, scenario: Scenario, out_dir: Path, evaluate: Evaluator, *, resume: bool,
+                progress: bool, log, run_config: dict[str, Any], main_metric: str | None, lower_is_better,
+                segment_start: float) -> ContinualResult:
+    """The body of `run_scenario`, run while this process holds `out_dir`'s lock."""
     say = log or (lambda line: None)
     T = scenario.num_tasks
 
@@ -348,4 +359,7 @@ def run_scenario(learner: ContinualLearner, scenario: Scenario, out_dir: str | P
             bar.update()
             with tqdm.external_write_mode():
                 say(_task_line(task, T, result, wall, eval_time))
+            if task.index + 1 < T and stop_requested():  # SIGTERM / SIGUSR1 during the task: stop at its end
+                raise preempted(f"task {task.index + 1}/{T} and its checkpoint ({out_dir / CHECKPOINT})",
+                                "continue with the same command and --resume (or --resume auto)")
     return state.result(out_dir, main, higher_is_better)

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from genrep.config import dump_yaml, load_yaml, to_dict
+from genrep.config import dump_yaml, load_yaml, merge, to_dict
 from genrep.data import DataSpec, ImageDataset, load_dataset
 from genrep.data.labels import append_unlabelled, mask_labels
 from genrep.errors import ConfigError, GenrepError, OutputError, one_line
@@ -24,7 +24,9 @@ from genrep.runs import prepare_run_dir, read_data_spec, write_json, write_repor
 from genrep.training import Trainer, launch_fabric, load_weights
 from genrep.training.checkpoint import checkpoint_step
 from genrep.training.loop import RESUME_CHANGEABLE_FIELDS, check_steps_reached, config_differences
+from genrep.training.preemption import preemptible
 from genrep.utils.images import save_grid
+from genrep.utils.locks import lock_folder, unlock_folder
 from genrep.utils.plots import plot_training_curves
 
 GRID_SIZE = 64
@@ -128,6 +130,19 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     existed = out.exists()
     emptied = out.is_dir() and not resume and (overwrite or not any(out.iterdir()))
     if fabric.is_global_zero:
+        lock_folder(out)  # until the summary is written: a second train/resume/overwrite of `out` is refused
+    try:
+        return _train_locked(cfg, config_dict, fabric, out, train, val, test, spec, model, generator, grid_conditions,
+                             overwrite=overwrite, resume=resume, existed=existed, emptied=emptied)
+    finally:
+        unlock_folder(out)
+
+
+def _train_locked(cfg: RunConfig, config_dict: dict, fabric, out: Path, train: ImageDataset, val, test: ImageDataset,
+                  spec: DataSpec, model: GenerativeModel, generator: bool, grid_conditions, *, overwrite: bool,
+                  resume: bool, existed: bool, emptied: bool) -> dict[str, Any]:
+    """The part of `train_run` done while rank 0 holds the run folder's lock."""
+    if fabric.is_global_zero:
         prepare_run_dir(out, overwrite=overwrite, resume=resume)
     try:
         if fabric.is_global_zero:
@@ -138,7 +153,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
         if has_classifier(model):
             hooks.append(accuracy_hook(test))
         trainer = Trainer(cfg.train, fabric=fabric, run_dir=out, resume=resume)
-        with out_of_memory_as_config_error(cfg, "training"):
+        with out_of_memory_as_config_error(cfg, "training"), preemptible():
             result = trainer.fit(model, train, val=val, hooks=hooks, config=config_dict)
     except BaseException:  # also Ctrl-C: a folder without a checkpoint holds nothing worth resuming
         if fabric.is_global_zero and (not existed or emptied):
@@ -352,10 +367,15 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     return run_config_from_dict(load_yaml(path))
 
 
-def load_trained_model(run_dir: str | Path) -> GenerativeModel:
-    """Rebuild a run's model from config.yaml + data_spec.json and load model.safetensors."""
+def load_trained_model(run_dir: str | Path, *, model_overrides: dict[str, Any] | None = None) -> GenerativeModel:
+    """Rebuild a run's model from config.yaml + data_spec.json and load model.safetensors.
+    `model_overrides` replace model settings that do not change the weights, e.g. a DDGM's
+    {"sampler": "ddim", "sample_steps": 50} (a changed architecture fails to load, naming the keys)."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
+    if model_overrides:
+        raw = to_dict(cfg)
+        cfg = run_config_from_dict({**raw, "model": merge(raw["model"], model_overrides)})
     for name in ("data_spec.json", "model.safetensors"):
         if not (run_dir / name).is_file():
             raise ConfigError(f"{run_dir} is not a finished run: {name} is missing (train it first)")

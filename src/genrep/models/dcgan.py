@@ -152,6 +152,12 @@ class DCGAN(GenerativeModel):
         self.discriminator = Discriminator(self.image_shape, channels=config.d_channels, cond_dim=cond_dim)
         self.grad_clip: float | None = None
 
+    def distributed_modules(self) -> dict[str, nn.Module]:
+        """The networks the trainer wraps separately for DDP (each with its own gradient all-reduce):
+        {"generator": G, "discriminator": D}. Over several processes `training_step` runs with these
+        attributes pointing at the wrapped networks, so each backward synchronises the gradients of
+        the network it updates; `state_dict` keys are unchanged."""
+        return {"generator": self.generator, "discriminator": self.discriminator}
 
     def _cond(self, batch) -> torch.Tensor | None:
         return self.condition(batch) if self.condition is not None else None
@@ -198,7 +204,12 @@ class DCGAN(GenerativeModel):
 
     def training_step(self, batch: dict[str, torch.Tensor], optimizers, fabric) -> Output:
         """One discriminator step, then one generator step (on the same fake batch, against the
-        updated D), each with `fabric.backward`. `optimizers`: [G optimiser, D optimiser]."""
+        updated D), each with `fabric.backward`. `optimizers`: [G optimiser, D optimiser].
+
+        Under DDP (see `distributed_modules`) `self.generator` / `self.discriminator` are the wrapped
+        networks here: the D backward all-reduces D's gradients (its two forwards, real and fake,
+        feed one backward); in the G step D is frozen, so none of its parameters gets a gradient and
+        its reducer has nothing to reduce, while G's gradients are all-reduced."""
         g_opt, d_opt = optimizers
         x = self.check_batch(batch, need_condition=self.conditional)
         cond = self._cond(batch)

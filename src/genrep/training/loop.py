@@ -37,6 +37,7 @@ from genrep.training.checkpoint import (
 from genrep.training.config import RESUMABLE_FIELDS, TrainConfig
 from genrep.training.ema import EMA
 from genrep.training.logger import MetricsLogger
+from genrep.training.preemption import preempted, stop_requested
 
 # Settings a resume may change besides RESUMABLE_FIELDS (train.steps and the logging settings, which
 # never touch the parameters' trajectory): the optimisation settings a NaN stop advises to change.
@@ -112,8 +113,15 @@ class Trainer:
       with a generator and a discriminator optimiser). It gets the batch on the device and the
       Fabric-wrapped optimisers in the order `configure_optimizers` returned them, and must itself
       zero the gradients, call `fabric.backward(loss)` (not `loss.backward()`), clip if wanted
-      (`fabric.clip_gradients`) and step each optimiser. It runs under `fabric.autocast()` (and
-      through the DDP wrapper under DDP). `Output.loss` is what is logged and checked for NaN.
+      (`fabric.clip_gradients`) and step each optimiser. It runs under `fabric.autocast()`.
+      `Output.loss` is what is logged and checked for NaN. Over several processes such a model also
+      needs `distributed_modules() -> dict[str, nn.Module]`: the submodules (attribute name →
+      module, together holding every trainable parameter) that are each set up as their own DDP
+      module (`fabric.setup_module`); during `training_step` those attributes point at the wrapped
+      modules, so each `fabric.backward` all-reduces the gradients of the networks it reaches
+      (parameters frozen with `requires_grad_(False)` in a backward get none and are skipped). The
+      model itself stays unwrapped: its state_dict, the EMA and the checkpoints are as in one
+      process. Without that method it is refused with ConfigError.
 
     Resuming (`resume=True`) loads `run_dir/checkpoints/last.ckpt` and restores the model, the
     optimisers, schedulers, EMA, the RNG states and the position inside the epoch, so an interrupted
@@ -155,16 +163,17 @@ class Trainer:
         check, so the message names the first bad step and no bad state is ever saved.
         """
         cfg, fabric = self.cfg, self.fabric
-        if hasattr(model, "training_step") and fabric.world_size > 1:
-            raise ConfigError(
-                f"{type(model).__name__} has its own training_step (several optimisers, e.g. a GAN), which runs"
-                " in one process only for now: DDP forbids backward passes inside the wrapped forward. Train it"
-                " with --devices 1 --num-nodes 1")
+        parts = distributed_parts(model, fabric) if hasattr(model, "training_step") and fabric.world_size > 1 else None
         run_config = json.loads(json.dumps({**(config or {}), "train": dataclasses.asdict(cfg)}, default=str))
         fabric.seed_everything(cfg.seed, workers=False, verbose=False)
         raw_optimizers = self._build_optimizers(model)
         schedulers = self._build_schedulers(raw_optimizers)
-        wrapped, *optimizers = fabric.setup(model, *raw_optimizers)
+        if parts is None:
+            wrapped, *optimizers = fabric.setup(model, *raw_optimizers)
+        else:  # each network its own DDP module; the optimisers keep referring to the same parameters
+            wrapped = _SeparatelyWrapped(model.to(fabric.device),
+                                         {name: fabric.setup_module(module) for name, module in parts.items()})
+            optimizers = [fabric.setup_optimizers(optimizer) for optimizer in raw_optimizers]
         model.train()
         ema = None if cfg.ema_decay is None else EMA(model, cfg.ema_decay)
         batches = BatchIterator(train, cfg.batch_size, seed=cfg.seed, rank=fabric.global_rank,
@@ -207,6 +216,8 @@ class Trainer:
                 bar.update()
 
                 last = pos.step == cfg.steps
+                if not last and stop_requested(fabric):  # SIGTERM / SIGUSR1 on any rank: checkpoint and stop
+                    self._stop(pos, model, optimizers, schedulers, ema, run_config, window, wall_before, start_time)
                 log_now = last or pos.step % cfg.log_every == 0
                 eval_now = val_batches is not None and cfg.eval_every > 0 and (last or pos.step % cfg.eval_every == 0)
                 save_now = not last and cfg.checkpoint_every > 0 and pos.step % cfg.checkpoint_every == 0
@@ -383,6 +394,24 @@ class Trainer:
         self.fabric.barrier()
         self._good_step = pos.step
 
+    def _stop(self, pos: _Position, model: nn.Module, optimizers: list, schedulers: list, ema: EMA | None,
+              run_config: dict, window: list, wall_before: float, start_time: float) -> None:
+        """After a stop signal: check the losses since the last check, write the checkpoint at this
+        step (every rank takes part) and raise `Preempted` with the resume hint."""
+        for i, loss in enumerate(self._mean_over_processes(window)):
+            if not math.isfinite(loss):
+                raise self._diverged(f"loss became {loss}", pos.step - len(window) + 1 + i)
+        if window:
+            pos.last_loss = self._mean_over_processes(window[-1:])[0]
+        pos.wall_time_s = wall_before + time.perf_counter() - start_time
+        self._save(pos, model, optimizers, schedulers, ema, run_config)
+        if self.run_dir is None:
+            raise preempted(f"step {pos.step} (no run folder, so nothing was saved)", "start the run again",
+                            rank_zero=self.fabric.is_global_zero)
+        raise preempted(f"writing the checkpoint at step {pos.step} ({self.checkpoint_path})",
+                        "continue with the same command and --resume (or --resume auto)",
+                        rank_zero=self.fabric.is_global_zero)
+
     def _restore(self, state: dict, run_config: dict, model: nn.Module, optimizers: list, schedulers: list,
                  ema: EMA | None, pos: _Position) -> None:
         """Load a checkpoint's state into the model, optimisers, schedulers, EMA, `pos` and the RNGs."""
@@ -433,6 +462,60 @@ class Trainer:
             f"{what} at step {step}; the last good checkpoint at step {self._good_step} is kept in"
             f" {self.checkpoint_path}; resume from it with a lower train.lr or with train.grad_clip set"
             " (e.g. 1.0): a resume may change both")
+
+
+def distributed_parts(model: nn.Module, fabric: Fabric) -> dict[str, nn.Module]:
+    """`model.distributed_modules()` checked for a run over several processes: each entry must be
+    the model's own attribute of that name, the entries disjoint and together holding every
+    trainable parameter, and the strategy DDP. ConfigError (one line) otherwise, or when the
+    model has no such method."""
+    name = type(model).__name__
+    if not hasattr(model, "distributed_modules"):
+        raise ConfigError(f"{name} has its own training_step but no distributed_modules() naming the networks to"
+                          " wrap separately for DDP, so it runs in one process only: train it with --devices 1"
+                          " --num-nodes 1")
+    from lightning_fabric.strategies import DDPStrategy
+
+    if not isinstance(fabric.strategy, DDPStrategy):
+        raise ConfigError(f"{name} has its own training_step, which runs over several processes with the ddp strategy"
+                          f" only, not {type(fabric.strategy).__name__}: set train.strategy to auto or ddp")
+    parts = dict(model.distributed_modules())
+    seen: set[int] = set()
+    for attr, module in parts.items():
+        if getattr(model, attr, None) is not module or not isinstance(module, nn.Module):
+            raise ConfigError(f"{name}.distributed_modules(): {attr!r} must name a submodule attribute of the model")
+        ids = {id(p) for p in module.parameters()}
+        if ids & seen:
+            raise ConfigError(f"{name}.distributed_modules(): {attr!r} shares parameters with another entry")
+        seen |= ids
+    outside = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
+    if outside:
+        raise ConfigError(f"{name}.distributed_modules() leaves trainable parameters out (e.g. {outside[0]}), whose"
+                          " gradients DDP would not synchronise: name the submodules that hold them")
+    return parts
+
+
+class _SeparatelyWrapped:
+    """What the loop drives for a model whose `distributed_modules` are DDP modules of their own:
+    `training_step` runs with those attributes of the model pointing at the wrapped modules (the
+    originals are put back after it, so `state_dict` keys never change); a call (validation, no
+    gradients) runs the plain model."""
+
+    def __init__(self, model: nn.Module, wrapped: dict[str, nn.Module]):
+        self.model, self.wrapped = model, wrapped
+
+    def __call__(self, batch):
+        return self.model(batch)
+
+    def training_step(self, batch, optimizers, fabric):
+        originals = {name: getattr(self.model, name) for name in self.wrapped}
+        try:
+            for name, module in self.wrapped.items():
+                setattr(self.model, name, module)
+            return self.model.training_step(batch, optimizers, fabric)
+        finally:
+            for name, module in originals.items():
+                setattr(self.model, name, module)
 
 
 def _apply_base_lrs(optimizers: list, schedulers: list, fresh_lrs: list[list[float]]) -> None:
