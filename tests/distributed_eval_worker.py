@@ -1,12 +1,14 @@
 """Helper for tests/test_distributed_evaluation.py: `evaluate` with an extractor that has spatial
-features (sFID) and logits (IS), in 1 process or over W CPU processes (gloo).
+features (sFID) and logits (IS) over 2 CPU processes (gloo), and in one process.
 
-Run as `python tests/distributed_eval_worker.py FAKE_NPZ N WORLD OUT_JSON`; with WORLD > 1 Fabric's
-launcher re-executes this command for the other ranks. Global rank 0 writes OUT_JSON.
+Run as `python tests/distributed_eval_worker.py FAKE_NPZ N OUT_DIR`; Fabric's launcher re-executes
+this command for rank 1. Rank 0 writes OUT_DIR/two.json (2 processes), then OUT_DIR/one.json
+(`fabric=None`, the 1-process path, in the same process: the same thread count).
 """
 
 import json
 import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -39,13 +41,14 @@ class TinyExtractor(FeatureExtractor):
         return self.pool(self.trunk(images).flatten(1))
 
 
-def main(fake: str, n: int, world: int, out: str) -> None:
-    fabric = launch_processes(accelerator="cpu", devices=world) if world > 1 else None
-    result = evaluate("digits", fake, metrics=METRICS, features=TinyExtractor(), n=n, progress=False, fabric=fabric)
-    if fabric is None or fabric.is_global_zero:
-        with open(out, "w") as f:
-            json.dump(result, f)
+def main(fake: str, n: int, out: Path) -> None:
+    fabric = launch_processes(accelerator="cpu", devices=2)
+    options = dict(metrics=METRICS, features=TinyExtractor(), n=n, progress=False)
+    two = evaluate("digits", fake, fabric=fabric, **options)
+    if fabric.is_global_zero:
+        (out / "two.json").write_text(json.dumps(two))
+        (out / "one.json").write_text(json.dumps(evaluate("digits", fake, **options)))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    main(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]))

@@ -120,13 +120,3 @@ def test_config_is_checked():
         DCGANConfig(betas=(0.5, 1.5))
     with pytest.raises(ConfigError, match="at least 4×4"):
         DCGAN(SMALL, image_shape=(1, 3, 3))
-
-
-def test_custom_training_step_refuses_several_processes():
-    """A model with its own training_step cannot run under DDP (backward inside the wrapped forward)."""
-    import types
-
-    model = DCGAN(DCGANConfig(g_channels=4, d_channels=4), image_shape=(1, 8, 8))
-    trainer = Trainer(TrainConfig(steps=1), fabric=types.SimpleNamespace(world_size=2), run_dir=None)
-    with pytest.raises(ConfigError, match="--devices 1"):
-        trainer.fit(model, load_dataset("digits", "train"))

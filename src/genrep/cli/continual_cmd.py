@@ -45,13 +45,19 @@ def register(commands) -> None:
                         "scenario, scale and --set values (stored in OUT/config.json); --resume auto: continue it if "
                         "OUT/config.json exists, else start it (for job scripts that may be requeued)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    p.add_argument("--devices", type=int, default=None,
+                   help="processes on this node (default 1, or torchrun's / srun's): data parallel over the "
+                        "classifier's batches for the classifier methods (genrep.continual.distributed)")
+    p.add_argument("--num-nodes", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=continual_cmd)
 
 
 def continual_cmd(args) -> int:
+    from genrep.continual.distributed import check_data_parallel, is_main
     from genrep.continual.registry import get_learner
     from genrep.experiments.continual import check_resumable, describe, learner_settings, parse_overrides, run_method
+    from genrep.training.fabric import cli_devices, launch_processes
     from genrep.training.preemption import preemptible
 
     suffix = "" if args.protocol == "shared" else f"-{args.protocol}"
@@ -62,11 +68,19 @@ def continual_cmd(args) -> int:
     resume = args.resume == "yes" or (args.resume == "auto" and (Path(out) / "config.json").is_file())
     if resume:
         check_resumable(out)
+    devices, num_nodes = cli_devices(args.devices, args.num_nodes)
+    if devices * num_nodes > 1:
+        check_data_parallel(args.method, devices * num_nodes)
+        device = str(learner_settings(args.method, args.scale, overrides, protocol=args.protocol).device)
+        launch_processes(accelerator="cuda" if device.startswith("cuda") else "cpu", devices=devices,
+                         num_nodes=num_nodes)
     with preemptible():
         summary = run_method(args.method, args.scenario, scale=args.scale, seeds=args.seeds, out=out,
                              overrides=overrides, resume=resume, overwrite=args.overwrite,
                              progress=not args.no_progress, protocol=args.protocol,
                              scenario_options=parse_overrides(args.scenario_options))
+    if not is_main():
+        return 0
     print(describe(summary))
     metric = summary.get("metric", get_learner(args.method).metric)
     for row in summary["per_seed"]:

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from genrep.continual import distributed
 from genrep.continual.seeding import full_batches, shuffled_batches
 from genrep.errors import CheckpointError, InputError, TrainingDivergedError
 
@@ -278,8 +279,11 @@ def fit_classifier(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
     history = []
     passes = _passes(n, batch_size, epochs, iterations, generator)
     total_passes = epochs if iterations is None else -(-iterations // max(n // batch_size, 1))
+    split = distributed.world()[1] > 1  # data parallel: this rank's rows of every batch (genrep.continual.distributed)
+    noise_base = int(torch.randint(1 << 62, ())) if split else 0  # the same draw on every rank
+    step = 0
     for epoch, batches in tqdm(enumerate(passes), total=total_passes, desc="classifier", unit="epoch",
-                               disable=not progress, leave=False):
+                               disable=not (progress and distributed.is_main()), leave=False):
         total = 0.0
         for index in batches:
             x, target = images[index].to(device), y[index].to(device)
@@ -287,28 +291,58 @@ def fit_classifier(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
             if len(past_x):
                 past_y = _target_matrix(past_y, len(past_x), model.num_classes).to(device)
                 x, target = torch.cat([x, past_x.to(device)]), torch.cat([target, past_y])
-            (logits, target), k = _restrict(model(x), target, columns), len(index)
-            if replay_temperature == 1 or len(x) == k:
-                per_sample = sample_losses(logits, target, loss)
-            else:  # the replayed rows at the distillation temperature
-                per_sample = torch.cat([sample_losses(logits[:k], target[:k], loss),
-                                        sample_losses(logits[k:], target[k:], loss, temperature=replay_temperature)])
-            if weights is not None:
-                per_sample = torch.cat([per_sample[:len(index)] * weights[index].to(device), per_sample[len(index):]])
-            new, past = per_sample[:len(index)], per_sample[len(index):]
-            if not len(past) or replay_ratio is None:
-                batch_loss = per_sample.mean()
+            w = None if weights is None else weights[index].to(device)
+            if split:
+                rows = torch.cat([distributed.rows_of_rank(0, len(index)), distributed.rows_of_rank(len(index), len(x))])
+                with distributed.rank_noise(noise_base, step):
+                    batch_loss = _batch_loss(model, x[rows], target[rows], int((rows < len(index)).sum()), columns, loss,
+                                             replay_temperature, None if w is None else w[rows[rows < len(index)]],
+                                             replay_ratio, counts=(len(index), len(x) - len(index)))
+                shown = distributed.sum_over_ranks(batch_loss)
             else:
-                batch_loss = (1 - replay_ratio) * new.mean() + replay_ratio * past.mean()
-            if not math.isfinite(batch_loss.item()):
-                raise TrainingDivergedError(f"fit_classifier: loss became {batch_loss.item()} in epoch {epoch}; "
+                batch_loss = shown = _batch_loss(model, x, target, len(index), columns, loss, replay_temperature, w,
+                                                 replay_ratio)
+            if not math.isfinite(shown.item()):
+                raise TrainingDivergedError(f"fit_classifier: loss became {shown.item()} in epoch {epoch}; "
                                             f"lower lr (now {lr})")
             optimizer.zero_grad(set_to_none=True)
             batch_loss.backward()
+            if split:
+                distributed.all_reduce_gradients(model)
             optimizer.step()
-            total += batch_loss.item() * len(index)
+            total += shown.item() * len(index)
+            step += 1
         history.append(total / sum(len(index) for index in batches))
+    if split:
+        distributed.broadcast_buffers(model)
     return history
+
+
+def _batch_loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor, k: int, columns, loss: str,
+                temperature: float, weights: torch.Tensor | None, ratio: float | None, *,
+                counts: tuple[int, int] | None = None) -> torch.Tensor:
+    """The loss of one batch: rows [0, k) new (weighted by `weights`), the rest replayed (at
+    `temperature`); mean over all rows when nothing is replayed or `ratio` is None, else
+    (1 − ρ)·mean(new) + ρ·mean(replayed). With `counts` = (new, replayed) rows of the full batch
+    (data parallel, `x` being one rank's rows) the means become sums over these rows divided by
+    the full counts: this rank's share, the ranks' shares adding up to the full batch's loss."""
+    logits, target = _restrict(model(x), target, columns)
+    if temperature == 1 or len(x) == k:
+        per_sample = sample_losses(logits, target, loss)
+    else:  # the replayed rows at the distillation temperature
+        per_sample = torch.cat([sample_losses(logits[:k], target[:k], loss),
+                                sample_losses(logits[k:], target[k:], loss, temperature=temperature)])
+    if weights is not None:
+        per_sample = torch.cat([per_sample[:k] * weights, per_sample[k:]])
+    new, past = per_sample[:k], per_sample[k:]
+    if counts is None:
+        if not len(past) or ratio is None:
+            return per_sample.mean()
+        return (1 - ratio) * new.mean() + ratio * past.mean()
+    n_new, n_past = counts
+    if not n_past or ratio is None:
+        return per_sample.sum() / (n_new + n_past)
+    return (1 - ratio) * new.sum() / n_new + ratio * past.sum() / n_past
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from genrep.continual import cl_metrics
+from genrep.continual import cl_metrics, distributed
 from genrep.continual.learner import ContinualLearner, settings_differences
 from genrep.continual.plots import plot_curves, plot_heatmap
 from genrep.continual.scenario import Scenario, Task
@@ -32,7 +32,7 @@ from genrep.errors import CheckpointError, ConfigError, InputError, RunExistsErr
 from genrep.runs import write_json
 from genrep.training.checkpoint import load_checkpoint, one_line, rng_states, save_checkpoint, set_rng_states
 from genrep.training.preemption import preempted, stop_requested
-from genrep.utils.locks import locked_folder
+from genrep.utils.locks import locked_on_rank_zero
 
 CHECKPOINT, RESULTS, HEATMAP, CURVES = "checkpoint.pt", "results.json", "heatmap.png", "curves.png"
 CHECKPOINT_KIND = "genrep-continual"
@@ -187,6 +187,15 @@ class _Progress:
             run_time_s=self.run_time)
 
 
+def distributed_stop_requested() -> bool:
+    """`stop_requested` agreed over the ranks of the default process group (a signal to rank 0 only
+    stops them all after the same task)."""
+    if distributed.world()[1] == 1:
+        return stop_requested()
+    flag = torch.tensor([1.0 if stop_requested() else 0.0])
+    return bool(distributed.sum_over_ranks(flag).item() > 0)
+
+
 def check_out_dir(out_dir: str | Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse to overwrite a run without `overwrite` (RunExistsError); with it, delete the runner's files."""
     out_dir = Path(out_dir)
@@ -306,8 +315,10 @@ def run_scenario(learner: ContinualLearner, scenario: Scenario, out_dir: str | P
     run_config = dict(run_config or {})
     out_dir = Path(out_dir)
     evaluate = evaluate if evaluate is not None else _default_evaluator(learner)
-    check_out_dir(out_dir, resume=resume, overwrite=overwrite)
-    with locked_folder(out_dir, what="continual seed folder"):  # a second run/resume of it at once is refused
+    if distributed.is_main() or not overwrite:  # with overwrite it deletes: rank 0's job
+        check_out_dir(out_dir, resume=resume, overwrite=overwrite)
+    distributed.barrier()  # every rank has checked before rank 0 writes
+    with locked_on_rank_zero(out_dir, what="continual seed folder"):  # a second run/resume of it at once is refused
         return _run_locked(learner, scenario, out_dir, evaluate, resume=resume, progress=progress, log=log,
                            run_config=run_config, main_metric=main_metric, lower_is_better=lower_is_better,
                            segment_start=segment_start)
@@ -317,7 +328,7 @@ def _run_locked(learner: ContinualLearner, scenario: Scenario, out_dir: Path, ev
                 progress: bool, log, run_config: dict[str, Any], main_metric: str | None, lower_is_better,
                 segment_start: float) -> ContinualResult:
     """The body of `run_scenario`, run while this process holds `out_dir`'s lock."""
-    say = log or (lambda line: None)
+    say = log if log is not None and distributed.is_main() else (lambda line: None)
     T = scenario.num_tasks
 
     learner.setup(scenario)
@@ -338,7 +349,7 @@ def _run_locked(learner: ContinualLearner, scenario: Scenario, out_dir: Path, ev
     higher_is_better = {m: m.lower() not in lower for m in names}
 
     with tqdm(total=T, initial=state.done, desc=scenario.name, unit="task", dynamic_ncols=True,
-              disable=not progress) as bar:
+              disable=not (progress and distributed.is_main())) as bar:
         for task in scenario.tasks[state.done:]:
             start = time.perf_counter()
             learner.begin_task(task)
@@ -355,11 +366,12 @@ def _run_locked(learner: ContinualLearner, scenario: Scenario, out_dir: Path, ev
             state.memory_bytes.append(memory)
             state.run_time = run_time_before + time.perf_counter() - segment_start
             result = state.result(out_dir, main, higher_is_better)
-            _save(out_dir, scenario, learner, state, result, run_config)
+            if distributed.is_main():
+                _save(out_dir, scenario, learner, state, result, run_config)
             bar.update()
             with tqdm.external_write_mode():
                 say(_task_line(task, T, result, wall, eval_time))
-            if task.index + 1 < T and stop_requested():  # SIGTERM / SIGUSR1 during the task: stop at its end
+            if task.index + 1 < T and distributed_stop_requested():  # SIGTERM / SIGUSR1 during the task: stop at its end
                 raise preempted(f"task {task.index + 1}/{T} and its checkpoint ({out_dir / CHECKPOINT})",
                                 "continue with the same command and --resume (or --resume auto)")
     return state.result(out_dir, main, higher_is_better)

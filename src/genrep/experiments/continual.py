@@ -59,6 +59,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from genrep.continual import distributed
 from genrep.continual.registry import get_learner, learner_names
 from genrep.errors import CheckpointError, ConfigError, RunExistsError, one_line
 
@@ -283,6 +284,9 @@ def run_record(method: str, scenario: str, scale: str, settings, protocol: str =
               "protocol": protocol, "settings": fields}
     if scenario_options:
         record["scenario_options"] = dict(scenario_options)
+    processes = distributed.world()[1]
+    if processes > 1:  # data parallel changes the result (genrep.continual.distributed): a resume must match
+        record["processes"] = processes
     evaluation = evaluation_options(method, scale)
     return {**record, "evaluation": evaluation} if evaluation else record
 
@@ -300,6 +304,8 @@ def _restoring_flags(stored: dict[str, Any], keys: list[str]) -> str:
             flags.append(f"the method {value}")
         elif key in ("scenario", "scale", "protocol"):
             flags.append(f"--{key} {value}")
+        elif key == "processes":
+            flags.append(f"--devices {value or 1}")
         elif key == "scenario_options":
             flags += [f"--scenario-option {k}={_shown(v)}" for k, v in (value or {}).items()]
         elif key != "train_limit" and key in stored:
@@ -392,9 +398,12 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
             for seed in seeds:  # refuse before config.json is written
                 check_out_dir(out / f"seed{seed}", resume=False, overwrite=False)
     new_folders = [p for p in (out, *(out / f"seed{seed}" for seed in seeds)) if not p.exists()]
-    out.mkdir(parents=True, exist_ok=True)
-    if overwrite or not (out / CONFIG).is_file():
-        write_json(out / CONFIG, record)
+    distributed.barrier()  # every rank has checked the folder before rank 0 writes to it
+    main_rank = distributed.is_main()
+    if main_rank:
+        out.mkdir(parents=True, exist_ok=True)
+        if overwrite or not (out / CONFIG).is_file():
+            write_json(out / CONFIG, record)
     run_config = {k: v for k, v in record.items() if k != "settings"}
     per_seed = []
     for seed in seeds:
@@ -408,10 +417,11 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
                               if spec.kind == "generator" else {})
                 result = run_scenario(learner, scenario_obj, out / f"seed{seed}", resume=resume, overwrite=overwrite,
                                       progress=progress, log=log, run_config=run_config, **evaluation)
-                if spec.pictures is not None:
+                if spec.pictures is not None and main_rank:
                     spec.pictures(learner, scenario_obj, out / f"seed{seed}")
         except BaseException:
-            discard_unstarted(new_folders)
+            if main_rank:
+                discard_unstarted(new_folders)
             raise
         metric = result.main_metric if spec.kind == "generator" else spec.metric  # fid, or wasserstein
         summary = result.summary[metric]
@@ -439,7 +449,8 @@ def run_method(method: str, scenario: str, *, scale: str = "smoke", seeds: int |
                "wall_time_s": {"mean": sum(r["wall_time_s"] for r in per_seed) / len(seeds),
                                "max": max(r["wall_time_s"] for r in per_seed)},
                "per_seed": per_seed}
-    write_json(out / "summary.json", summary)
+    if main_rank:
+        write_json(out / "summary.json", summary)
     return summary
 
 

@@ -23,21 +23,20 @@ the same command completes the missing ones.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from genrep.errors import ConfigError, DataError, GenrepError
+from genrep.errors import ConfigError, DataError
 from genrep.runs import read_json, write_json
 from genrep.utils.files import write_npz
+from genrep.utils.locks import locked_on_rank_zero
 
 JOB, MANIFEST = "sampling.json", "manifest.json"
 FORMATS = ("npz", "png")
@@ -249,7 +248,7 @@ def sample_shards(run_dir: str | Path, out: str | Path, plan: ShardPlan, *, seed
     model = model.to(device)
     check_job(out, record)  # on every rank (they read the same files): all fail alike, none waits for another
     _barrier(fabric)
-    with _locked_on_rank_zero(out, fabric):
+    with locked_on_rank_zero(out, what="sampling folder"):
         if rank == 0 and not (out / JOB).is_file():
             write_json(out / JOB, record)
         _barrier(fabric)
@@ -295,29 +294,3 @@ def _sum_over_ranks(fabric, count: int) -> int:
 def _barrier(fabric) -> None:
     if fabric is not None and fabric.world_size > 1:
         fabric.barrier()
-
-
-@contextlib.contextmanager
-def _locked_on_rank_zero(out: Path, fabric) -> Iterator[None]:
-    """Rank 0 holds `out`'s lock for the block; when it cannot take it every rank raises (rank 0 the
-    FolderInUseError, the others a ConfigError pointing at it), so no rank waits forever."""
-    from genrep.utils.locks import lock_folder, unlock_folder
-
-    rank = 0 if fabric is None else fabric.global_rank
-    error = None
-    if rank == 0:
-        try:
-            lock_folder(out, what="sampling folder")
-        except GenrepError as err:
-            error = err
-    if fabric is not None and fabric.world_size > 1:
-        failed = fabric.all_reduce(torch.tensor([0.0 if error is None else 1.0], device=fabric.device), reduce_op="sum")
-        if failed.item() > 0 and error is None:
-            raise ConfigError(f"rank 0 could not lock {out} (another process uses it); see rank 0's message")
-    if error is not None:
-        raise error
-    try:
-        yield
-    finally:
-        if rank == 0:
-            unlock_folder(out)

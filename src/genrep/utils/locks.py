@@ -77,3 +77,35 @@ def empty_folder(path: str | Path) -> None:
             shutil.rmtree(child)
         else:
             child.unlink()
+
+
+@contextlib.contextmanager
+def locked_on_rank_zero(path: str | Path, *, what: str = "run folder") -> Iterator[Path]:
+    """`locked_folder` taken by global rank 0 of the default `torch.distributed` process group (or
+    by the only process). When rank 0 cannot take it, every rank raises (rank 0 FolderInUseError,
+    the others a FolderInUseError pointing at rank 0), so no rank waits for the others forever."""
+    import torch
+    import torch.distributed as dist
+
+    grouped = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    rank = dist.get_rank() if grouped else 0
+    error = None
+    if rank == 0:
+        try:
+            lock_folder(path, what=what)
+        except FolderInUseError as err:
+            error = err
+    if grouped:
+        failed = torch.tensor([0.0 if error is None else 1.0])
+        if dist.get_backend() == "nccl":
+            failed = failed.cuda()
+        dist.all_reduce(failed)
+        if failed.item() > 0 and error is None:
+            raise FolderInUseError(f"rank 0 could not lock {what} {path}: another process uses it")
+    if error is not None:
+        raise error
+    try:
+        yield Path(path)
+    finally:
+        if rank == 0:
+            unlock_folder(path)
