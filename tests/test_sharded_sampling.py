@@ -181,3 +181,16 @@ def test_a_sampling_folder_in_use_is_refused_by_name(vae_run, tmp_path, capsys):
     lock_folder(out)
     unlock_folder(out)
     assert PREEMPTED_EXIT_CODE == 75
+
+
+@needs_gloo
+def test_torchrun_runs_the_same_command_and_writes_the_same_shards(vae_run, tmp_path):
+    one = tmp_path / "one"
+    S.sample_shards(vae_run, one, S.ShardPlan(120, 50), progress=False, log=None)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+                           "genrep", "sample", str(vae_run), "-n", "120", "--shard-size", "50", "--out",
+                           str(tmp_path / "two"), "--no-progress"], env=clean_env(), capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "by 2 process(es)" in done.stdout  # --devices came from torchrun's LOCAL_WORLD_SIZE
+    assert torch.equal(S.load_shards(tmp_path / "two"), S.load_shards(one))

@@ -382,6 +382,13 @@ def _data_options_of_run(fake_source: str) -> dict[str, Any]:
     """A run trained on padded/resized images (or on a local file) is compared with real images
     padded/resized the same way (from the same file)."""
     path = Path(fake_source)
+    if is_shard_folder(path):  # `genrep sample RUN --out DIR`: the run it came from
+        from genrep.runs import read_json
+
+        run = read_json(path / "sampling.json", what="sampling job").get("run")
+        if not run:
+            return {}
+        path = Path(run)
     if not (path.is_dir() and (path / "config.yaml").is_file()):
         return {}
     from genrep.experiments.train import load_run_config

@@ -26,7 +26,7 @@ from genrep.training.checkpoint import checkpoint_step
 from genrep.training.loop import RESUME_CHANGEABLE_FIELDS, check_steps_reached, config_differences
 from genrep.training.preemption import preemptible
 from genrep.utils.images import save_grid
-from genrep.utils.locks import lock_folder, unlock_folder
+from genrep.utils.locks import locked_on_rank_zero
 from genrep.utils.plots import plot_training_curves
 
 GRID_SIZE = 64
@@ -129,39 +129,30 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
 
     existed = out.exists()
     emptied = out.is_dir() and not resume and (overwrite or not any(out.iterdir()))
-    if fabric.is_global_zero:
-        lock_folder(out)  # until the summary is written: a second train/resume/overwrite of `out` is refused
-    try:
-        return _train_locked(cfg, config_dict, fabric, out, train, val, test, spec, model, generator, grid_conditions,
-                             overwrite=overwrite, resume=resume, existed=existed, emptied=emptied)
-    finally:
-        unlock_folder(out)
-
-
-def _train_locked(cfg: RunConfig, config_dict: dict, fabric, out: Path, train: ImageDataset, val, test: ImageDataset,
-                  spec: DataSpec, model: GenerativeModel, generator: bool, grid_conditions, *, overwrite: bool,
-                  resume: bool, existed: bool, emptied: bool) -> dict[str, Any]:
-    """The part of `train_run` done while rank 0 holds the run folder's lock."""
-    if fabric.is_global_zero:
-        prepare_run_dir(out, overwrite=overwrite, resume=resume)
-    try:
+    with locked_on_rank_zero(out):  # until the summary is written: a second train/resume/overwrite is refused
         if fabric.is_global_zero:
-            dump_yaml(cfg, out / "config.yaml")
-            write_json(out / "data_spec.json", to_dict(spec))
-        fabric.barrier()
-        hooks = [sample_grid_hook("step_{step:06d}.png", grid_conditions)] if generator else []
-        if has_classifier(model):
-            hooks.append(accuracy_hook(test))
-        trainer = Trainer(cfg.train, fabric=fabric, run_dir=out, resume=resume)
-        with out_of_memory_as_config_error(cfg, "training"), preemptible():
-            result = trainer.fit(model, train, val=val, hooks=hooks, config=config_dict)
-    except BaseException:  # also Ctrl-C: a folder without a checkpoint holds nothing worth resuming
-        if fabric.is_global_zero and (not existed or emptied):
-            discard_unstarted_run(out, remove_folder=not existed)
-        raise
-    if not fabric.is_global_zero:
-        return {}
+            prepare_run_dir(out, overwrite=overwrite, resume=resume)
+        try:
+            if fabric.is_global_zero:
+                dump_yaml(cfg, out / "config.yaml")
+                write_json(out / "data_spec.json", to_dict(spec))
+            fabric.barrier()
+            hooks = [sample_grid_hook("step_{step:06d}.png", grid_conditions)] if generator else []
+            if has_classifier(model):
+                hooks.append(accuracy_hook(test))
+            trainer = Trainer(cfg.train, fabric=fabric, run_dir=out, resume=resume)
+            with out_of_memory_as_config_error(cfg, "training"), preemptible():
+                result = trainer.fit(model, train, val=val, hooks=hooks, config=config_dict)
+        except BaseException:  # also Ctrl-C: a folder without a checkpoint holds nothing worth resuming
+            if fabric.is_global_zero and (not existed or emptied):
+                discard_unstarted_run(out, remove_folder=not existed)
+            raise
+        return summarise_run(cfg, out, result, test, generator) if fabric.is_global_zero else {}
 
+
+def summarise_run(cfg: RunConfig, out: Path, result, test: ImageDataset, generator: bool) -> dict[str, Any]:
+    """summary.json, loss.png and report.md of a trained run (rank 0): the final and test losses,
+    speed, size, and the classifier figures of a model with a classifier."""
     model = load_trained_model(out)
     test_metrics = mean_loss(model, test)
     summary = {

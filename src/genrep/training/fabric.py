@@ -90,6 +90,8 @@ def check_device_count(accelerator: str, devices: int) -> None:
         return
     if accelerator in ("cuda", "auto"):
         available = torch.cuda.device_count()
+        if available == 0 and accelerator == "cuda":
+            raise ConfigError("--accelerator cuda: this machine has no CUDA device; use --accelerator cpu")
         if devices > available:
             raise ConfigError(f"--devices {devices} exceeds the {available} CUDA device(s) of this machine; pass"
                               f" --devices {max(available, 1)} or fewer")
