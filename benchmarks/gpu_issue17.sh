@@ -5,7 +5,7 @@
 # then `genrep sample` of N images with DDIM 50 steps, sharded. Prints steps/s and images/s as JSON lines.
 #
 #   STEPS=300 N=1000 ACCELERATOR=cuda bash benchmarks/gpu_issue17.sh [OUT]
-#   STEPS=2 N=8 ACCELERATOR=cpu bash benchmarks/gpu_issue17.sh /tmp/gpu17   # a dry run of the commands
+#   STEPS=2 N=8 ACCELERATOR=cpu DATASET=digits bash benchmarks/gpu_issue17.sh /tmp/gpu17   # a dry run (2 min)
 set -euo pipefail
 OUT=${1:-/tmp/gpu_issue17}
 STEPS=${STEPS:-300}

@@ -19,7 +19,8 @@ import torch.distributed as dist
 from genrep.cli.main import main
 from genrep.data import load_dataset
 from genrep.errors import ConfigError, InputError
-from genrep.experiments.evaluate import FEATURE_BATCH, _on_every_rank, batch_blocks, evaluate
+from genrep.experiments.distributed_features import _on_every_rank, batch_blocks
+from genrep.experiments.evaluate import FEATURE_BATCH, evaluate
 
 WORKER = Path(__file__).with_name("distributed_eval_worker.py")
 LAUNCHER_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK")

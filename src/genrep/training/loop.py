@@ -398,11 +398,12 @@ class Trainer:
               run_config: dict, window: list, wall_before: float, start_time: float) -> None:
         """After a stop signal: check the losses since the last check, write the checkpoint at this
         step (every rank takes part) and raise `Preempted` with the resume hint."""
-        for i, loss in enumerate(self._mean_over_processes(window)):
+        losses = self._mean_over_processes(window)
+        for i, loss in enumerate(losses):
             if not math.isfinite(loss):
                 raise self._diverged(f"loss became {loss}", pos.step - len(window) + 1 + i)
-        if window:
-            pos.last_loss = self._mean_over_processes(window[-1:])[0]
+        if losses:
+            pos.last_loss = losses[-1]
         pos.wall_time_s = wall_before + time.perf_counter() - start_time
         self._save(pos, model, optimizers, schedulers, ema, run_config)
         if self.run_dir is None:
