@@ -92,6 +92,15 @@ def _refuse_empty_paths(args: argparse.Namespace) -> None:
             raise ConfigError(f"{name} must not be empty (got {value!r}): give a path")
 
 
+def _prefix() -> str:
+    """"genrep", or "genrep (rank N)" on the ranks other than 0 of a multi-process run, whose messages
+    would otherwise repeat rank 0's without saying where they come from."""
+    import torch.distributed as dist
+
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return "genrep" if rank == 0 else f"genrep (rank {rank})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -103,13 +112,13 @@ def main(argv: list[str] | None = None) -> int:
             _refuse_empty_paths(args)
             return int(args.handler(args) or 0)
         except Preempted as err:  # SIGTERM / SIGUSR1: the checkpoint is written, the run can go on
-            print(f"genrep: {err}", file=sys.stderr)
+            print(f"{_prefix()}: {err}", file=sys.stderr)
             return PREEMPTED_EXIT_CODE
         except GenrepError as err:
-            print(f"genrep: error: {err}", file=sys.stderr)
+            print(f"{_prefix()}: error: {err}", file=sys.stderr)
             return 2
         except OSError as err:  # read-only file system, disk full, ... where no write site caught it
-            print(f"genrep: error: {_os_error_message(err)}", file=sys.stderr)
+            print(f"{_prefix()}: error: {_os_error_message(err)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             # what to do next depends on the command: a handler that knows sets args.interrupt_hint;
