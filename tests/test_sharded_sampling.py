@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -72,32 +73,41 @@ def test_shard_plan_covers_every_index_once_and_round_robins_ranks():
 
 @needs_gloo
 def test_one_and_two_processes_write_the_same_images_and_a_rerun_completes_only_missing_shards(vae_run, tmp_path):
+    """A 2-process job stopped by SIGTERM (and then missing one more shard, as if a node died) is completed by
+    the same command, which draws only the missing shards; the result equals one process's, bit for bit."""
     one, two = tmp_path / "one", tmp_path / "two"
+    n, size = 1200, 4  # 300 shards: the signal lands in the middle of the job
     torch.set_num_threads(1)  # as each of the two processes
     try:
-        S.sample_shards(vae_run, one, S.ShardPlan(230, 50), progress=False, log=None)
+        S.sample_shards(vae_run, one, S.ShardPlan(n, size), progress=False, log=None)
     finally:
         torch.set_num_threads(THREADS)
-    done = genrep("sample", vae_run, "-n", 230, "--shard-size", 50, "--out", two, "--devices", 2, "--no-progress")
+    command = [sys.executable, "-m", "genrep", "sample", str(vae_run), "-n", str(n), "--shard-size", str(size),
+               "--out", str(two), "--devices", "2", "--no-progress"]
+    proc = subprocess.Popen(command, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (two / S.shard_name(1, "npz")).exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # to rank 0 only
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == PREEMPTED_EXIT_CODE, err[-2000:]
+    assert "stopped by SIGTERM after writing" in err and "run the same command again" in err
+    done_before = [k for k in range(300) if (two / S.shard_name(k, "npz")).exists()]
+    assert 2 <= len(done_before) < 300 and not (two / S.MANIFEST).exists()
+    (two / S.shard_name(done_before[-1], "npz")).unlink()  # and a node died with a shard
+    kept = {k: (two / S.shard_name(k, "npz")).stat().st_mtime_ns for k in done_before[:-1]}
+
+    done = genrep(*command[3:])
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "5 drawn now by 2 process(es)" in done.stdout
-    for k in range(5):
+    assert f"{300 - len(kept)} drawn now by 2 process(es), {len(kept)} already on disk" in done.stdout
+    assert {k: (two / S.shard_name(k, "npz")).stat().st_mtime_ns for k in kept} == kept
+    for k in (0, 1, 299):
         a, b = shard_arrays(one / S.shard_name(k, "npz")), shard_arrays(two / S.shard_name(k, "npz"))
         assert np.array_equal(a["images"], b["images"]) and np.array_equal(a["index"], b["index"])
     images = S.load_shards(two)
-    assert images.shape == (230, 1, 8, 8) and images.dtype == torch.float32
+    assert images.shape == (n, 1, 8, 8) and images.dtype == torch.float32
+    assert torch.equal(images, S.load_shards(one))
     assert len({tuple(s["sha256"] for s in S.read_json(f / S.MANIFEST)["shards"]) for f in (one, two)}) == 1
-
-    # an interrupted job: one shard of each rank and the manifest are gone
-    kept = {k: (two / S.shard_name(k, "npz")).stat().st_mtime_ns for k in (0, 1, 4)}
-    for k in (2, 3):
-        (two / S.shard_name(k, "npz")).unlink()
-    (two / S.MANIFEST).unlink()
-    done = genrep("sample", vae_run, "-n", 230, "--shard-size", 50, "--out", two, "--devices", 2, "--no-progress")
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "2 drawn now by 2 process(es), 3 already on disk" in done.stdout
-    assert {k: (two / S.shard_name(k, "npz")).stat().st_mtime_ns for k in kept} == kept
-    assert torch.equal(S.load_shards(two), S.load_shards(one))
 
 
 def test_shard_images_depend_on_seed_and_index_not_on_order(vae_run, tmp_path):
