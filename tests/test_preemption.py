@@ -109,7 +109,9 @@ def test_under_slurm_rank_zero_requeues_a_job_that_allows_it(tmp_path, monkeypat
     with preemptible():
         os.kill(os.getpid(), signal.SIGUSR1)
         assert received_signal() == "SIGUSR1"
-        message = str(preempted("writing the checkpoint at step 9", "continue with --resume"))
+        error = preempted("writing the checkpoint at step 9", "continue with --resume")
+        message = str(error)
+        assert error.with_hint("run it again") == message.replace("continue with --resume", "run it again")
         assert "requeue" not in str(preempted("x", "y", rank_zero=False))
     calls = (tmp_path / "calls.txt").read_text().splitlines()
     assert message.startswith("stopped by SIGUSR1 after writing the checkpoint at step 9; continue with --resume")
@@ -178,3 +180,34 @@ def test_sigterm_to_rank_zero_of_two_processes_stops_both_at_one_step(tmp_path):
     resumed = genrep(*TRAIN, "--steps", stopped_at + 4, "--devices", 2, "--out", run, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert checkpoint_step(checkpoint) == stopped_at + 4
+
+
+def test_a_stopped_reproduce_cell_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    from genrep.experiments import train as T
+    from genrep.experiments.reproduce.common import train_or_reuse
+    from genrep.training.preemption import Preempted
+
+    raw = {"model_name": "vae", "data": {"name": "digits"},
+           "train": {"steps": 8, "sample_every": 2, "checkpoint_every": 100, "progress": False}}
+    grid_hook = T.sample_grid_hook
+
+    def hook_that_signals(*args, **kwargs):
+        inner = grid_hook(*args, **kwargs)
+
+        def hook(state):
+            inner(state)
+            if state.step == 4:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return hook
+
+    monkeypatch.setattr(T, "sample_grid_hook", hook_that_signals)
+    with pytest.raises(Preempted, match="at step 5"):
+        train_or_reuse(raw, tmp_path / "cell")
+    monkeypatch.setattr(T, "sample_grid_hook", grid_hook)
+    assert checkpoint_step(tmp_path / "cell" / "checkpoints" / "last.ckpt") == 5
+    first_segment = (tmp_path / "cell" / "samples" / "step_000002.png").stat().st_mtime_ns
+    assert train_or_reuse(raw, tmp_path / "cell")["steps"] == 8
+    assert (tmp_path / "cell" / "samples" / "step_000002.png").stat().st_mtime_ns == first_segment  # not retrained
+    assert json.loads((tmp_path / "cell" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 8
+    train_or_reuse(raw, tmp_path / "whole")
+    assert sha256(tmp_path / "cell" / "model.safetensors") == sha256(tmp_path / "whole" / "model.safetensors")

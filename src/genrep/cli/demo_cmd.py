@@ -16,12 +16,14 @@ def register(commands) -> None:
 def demo_cmd(args) -> int:
     from genrep.experiments.demo import format_table, run_demo
 
+    again = "" if args.out == "runs/demo" else f" --out {args.out}"
+    args.preempt_hint = f"the demo cannot resume: start again with `genrep demo{again} --overwrite`"
+
     try:
         result = run_demo(args.out, steps=args.steps, seed=args.seed, overwrite=args.overwrite,
                           progress=not args.no_progress)
     except KeyboardInterrupt:  # the demo cannot resume: it starts again into the same folder
-        out = "" if args.out == "runs/demo" else f" --out {args.out}"
-        args.interrupt_hint = f"{args.out} is incomplete; start again with `genrep demo{out} --overwrite`"
+        args.interrupt_hint = f"{args.out} is incomplete; start again with `genrep demo{again} --overwrite`"
         raise
     print()
     print(format_table(result["models"]))

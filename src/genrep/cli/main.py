@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             _refuse_empty_paths(args)
             return int(args.handler(args) or 0)
         except Preempted as err:  # SIGTERM / SIGUSR1: the checkpoint is written, the run can go on
-            print(f"{_prefix()}: {err}", file=sys.stderr)
+            hint = getattr(args, "preempt_hint", None)  # a command that continues otherwise than with --resume
+            print(f"{_prefix()}: {err if hint is None else err.with_hint(hint)}", file=sys.stderr)
             return PREEMPTED_EXIT_CODE
         except GenrepError as err:
             print(f"{_prefix()}: error: {err}", file=sys.stderr)

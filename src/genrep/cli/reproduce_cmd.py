@@ -36,6 +36,8 @@ def reproduce_cmd(args) -> int:
             print(f"{name:<14} {module.TITLE}  (scales: {', '.join(module.SCALES)})")
         return 0
     recipe = get_recipe(args.table)
+    args.preempt_hint = ("run the same command again: the finished cells are reused and the stopped one resumes "
+                         "from its checkpoint")
     if args.dry_run:
         return print_plan(recipe, args.table, args.scale)
     if args.seeds < 1:

@@ -31,7 +31,16 @@ _received: list[str] = []  # names of the signals caught inside `preemptible()`,
 
 
 class Preempted(GenrepError):
-    """A run stopped on SIGTERM/SIGUSR1 after writing its checkpoint; the message says how to resume."""
+    """A run stopped on SIGTERM/SIGUSR1 after writing its checkpoint; the message says how to resume.
+    `stop` is the message without the hint, `hint` the hint; `with_hint(other)` the message with another
+    (a command whose way to continue differs, e.g. `genrep reproduce`, which resumes by itself)."""
+
+    def __init__(self, stop: str, hint: str, tail: str = ""):
+        super().__init__(f"{stop}; {hint}{tail}")
+        self.stop, self.hint, self.tail = stop, hint, tail
+
+    def with_hint(self, hint: str) -> str:
+        return f"{self.stop}; {hint}{self.tail}"
 
 
 @contextlib.contextmanager
@@ -74,8 +83,7 @@ def preempted(what: str, resume_hint: str, *, rank_zero: bool = True) -> Preempt
     120"); under SLURM with requeue allowed, rank 0 first requeues the job and says so."""
     name = received_signal() or "a stop signal on another rank"
     requeued = requeue_slurm_job() if rank_zero else None
-    tail = f"; SLURM job {requeued} requeued" if requeued else ""
-    return Preempted(f"stopped by {name} after {what}; {resume_hint}{tail}")
+    return Preempted(f"stopped by {name} after {what}", resume_hint, f"; SLURM job {requeued} requeued" if requeued else "")
 
 
 def requeue_slurm_job() -> str | None:

@@ -92,8 +92,9 @@ def check_inputs(*, scale: str, seeds: int, out: str | Path, paths: dict[str, st
 
 def train_or_reuse(raw_config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Train the run described by `raw_config` (a RunConfig as a nested dict) into `run_dir`, or
-    reuse the finished run there when its stored config is the same (so an interrupted reproduce
-    continues where it stopped); returns the run's summary."""
+    reuse the finished run there when its stored config is the same, or resume it from its checkpoint
+    when it was stopped (Ctrl-C after a checkpoint, SIGTERM / SIGUSR1), so an interrupted reproduce
+    continues where it stopped; returns the run's summary."""
     import json
 
     from genrep.config import to_dict
@@ -101,14 +102,14 @@ def train_or_reuse(raw_config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     from genrep.experiments.train import load_run_config, train_run
 
     cfg = run_config_from_dict(raw_config)
-    summary_path = run_dir / "summary.json"
-    if summary_path.is_file():
-        try:
-            same = to_dict(load_run_config(run_dir)) == to_dict(cfg)
-        except Exception:  # an unreadable old config: train again
-            same = False
-        if same:
-            return json.loads(summary_path.read_text())
+    try:
+        same = to_dict(load_run_config(run_dir)) == to_dict(cfg)
+    except Exception:  # no run there, or an unreadable old config: train again
+        same = False
+    if same and (run_dir / "summary.json").is_file():
+        return json.loads((run_dir / "summary.json").read_text())
+    if same and (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return train_run(cfg, run_dir, resume=True)
     return train_run(cfg, run_dir, overwrite=True)
 
 
