@@ -47,6 +47,9 @@ from genrep.training.preemption import preempted, stop_requested
 RESUME_ADJUSTABLE_FIELDS = ("lr", "grad_clip")
 RESUME_CHANGEABLE_FIELDS = RESUMABLE_FIELDS + RESUME_ADJUSTABLE_FIELDS
 
+# Over several processes the stop-signal flag is all-reduced (a host sync) every this many steps only.
+STOP_CHECK_EVERY = 10
+
 CHECKPOINT_KEYS = ("model", "optimizers", "schedulers", "ema", "rng", "step", "epoch", "batch_in_epoch",
                    "last_loss", "best_val_loss", "wall_time_s", "config")
 
@@ -216,7 +219,8 @@ class Trainer:
                 bar.update()
 
                 last = pos.step == cfg.steps
-                if not last and stop_requested(fabric):  # SIGTERM / SIGUSR1 on any rank: checkpoint and stop
+                check_stop = fabric.world_size == 1 or pos.step % STOP_CHECK_EVERY == 0
+                if not last and check_stop and stop_requested(fabric):  # SIGTERM / SIGUSR1: checkpoint and stop
                     self._stop(pos, model, optimizers, schedulers, ema, run_config, window, wall_before, start_time)
                 log_now = last or pos.step % cfg.log_every == 0
                 eval_now = val_batches is not None and cfg.eval_every > 0 and (last or pos.step % cfg.eval_every == 0)
