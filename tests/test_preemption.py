@@ -37,7 +37,7 @@ def hold_lock(folder: Path) -> subprocess.Popen:
 
 
 def test_a_stop_signal_checkpoints_exits_75_and_resume_auto_reaches_the_uninterrupted_weights(tmp_path):
-    signame = "SIGUSR1"  # SLURM's warning signal; SIGTERM: the two-process and continual tests below
+    signame = "SIGTERM"  # SIGUSR1, SLURM's warning signal: the two-process test below
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "genrep", *TRAIN, "--steps", "1000000", "--out", str(run)],
                             env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -163,7 +163,7 @@ def test_a_continual_seed_folder_in_use_is_refused(tmp_path, capsys):
         holder.wait()
 
 
-def test_sigterm_to_rank_zero_of_two_processes_stops_both_at_one_step(tmp_path):
+def test_sigusr1_to_rank_zero_of_two_processes_stops_both_at_one_step(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "genrep", *TRAIN, "--steps", "1000000", "--devices", "2", "--out",
                              str(run)], env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -171,11 +171,11 @@ def test_sigterm_to_rank_zero_of_two_processes_stops_both_at_one_step(tmp_path):
     deadline = time.monotonic() + 120
     while not checkpoint.is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)  # rank 0 only: rank 1 learns it through the all-reduced flag
+    proc.send_signal(signal.SIGUSR1)  # rank 0 only: rank 1 learns it through the all-reduced flag
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == PREEMPTED_EXIT_CODE, err[-2000:]
     stopped_at = checkpoint_step(checkpoint)
-    assert f"stopped by SIGTERM after writing the checkpoint at step {stopped_at}" in err
+    assert f"stopped by SIGUSR1 after writing the checkpoint at step {stopped_at}" in err
     assert f"stopped by a stop signal on another rank after writing the checkpoint at step {stopped_at}" in err
     resumed = genrep(*TRAIN, "--steps", stopped_at + 4, "--devices", 2, "--out", run, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
