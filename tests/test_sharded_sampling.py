@@ -163,6 +163,9 @@ def test_sampling_job_mistakes_get_one_line_errors(vae_run, cvae_run, tmp_path, 
     (out / S.shard_name(1, "npz")).unlink()
     assert_one_line_error(*run_cli(capsys, "evaluate", "--real", "digits", "--fake", out, "--no-progress")[::2],
                           "unfinished sampling job", "1 of 3 shards are missing (1)", "--shard-size 10")
+    (out / S.shard_name(1, "npz")).write_bytes(b"not an npz")
+    assert_one_line_error(*run_cli(capsys, "evaluate", "--real", "digits", "--fake", out, "--no-progress")[::2],
+                          f"shard {out / S.shard_name(1, 'npz')} is corrupted", "delete it")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     assert_one_line_error(*run_cli(capsys, "sample", vae_run, "-n", 30, "--out", tmp_path / "other")[::2],

@@ -27,13 +27,14 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from genrep.errors import ConfigError, DataError
+from genrep.errors import ConfigError, DataError, one_line
 from genrep.runs import read_json, write_json
 from genrep.utils.files import write_npz
 from genrep.utils.locks import locked_on_rank_zero
@@ -212,11 +213,19 @@ def load_shards(folder: str | Path) -> torch.Tensor:
     for k in range(plan.num_shards):
         path = folder / shard_name(k, fmt)
         if fmt == "npz":
-            with np.load(path) as arrays:
-                pixels = arrays["images"]
+            try:
+                with np.load(path) as arrays:
+                    pixels = arrays["images"]
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+                raise DataError(f"shard {path} is corrupted ({one_line(err)}); delete it and run the sampling "
+                                "command again, which redraws it") from None
         else:  # HW (gray) or HWC pages, back to N×C×H×W
             pages = np.stack([np.asarray(decode_image(f, mode, label=str(f))) for f in sorted(path.iterdir())])
             pixels = pages[:, None] if pages.ndim == 3 else np.transpose(pages, (0, 3, 1, 2))
+        if len(pixels) != len(plan.indices(k)) or tuple(pixels.shape[1:]) != tuple(job["image_shape"]):
+            raise DataError(f"shard {path} holds {len(pixels)} images of {'×'.join(map(str, pixels.shape[1:]))}, not "
+                            f"{len(plan.indices(k))} of {'×'.join(map(str, job['image_shape']))}; delete it and run "
+                            "the sampling command again")
         chunks.append(torch.from_numpy(pixels.astype(np.float32) / 255.0))
     return torch.cat(chunks)
 
