@@ -47,14 +47,14 @@ def register(commands) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
     p.add_argument("--devices", type=int, default=None,
                    help="processes on this node (default 1, or torchrun's / srun's): data parallel over the "
-                        "classifier's batches for the classifier methods (genrep.continual.distributed)")
+                        "batches of the classifier or the VAEs (genrep.continual.distributed)")
     p.add_argument("--num-nodes", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=continual_cmd)
 
 
 def continual_cmd(args) -> int:
-    from genrep.continual.distributed import check_data_parallel, is_main
+    from genrep.continual.distributed import is_main
     from genrep.continual.registry import get_learner
     from genrep.experiments.continual import check_resumable, describe, learner_settings, parse_overrides, run_method
     from genrep.training.fabric import cli_devices, launch_processes
@@ -70,7 +70,6 @@ def continual_cmd(args) -> int:
         check_resumable(out)
     devices, num_nodes = cli_devices(args.devices, args.num_nodes)
     if devices * num_nodes > 1:
-        check_data_parallel(args.method, devices * num_nodes)
         device = str(learner_settings(args.method, args.scale, overrides, protocol=args.protocol).device)
         launch_processes(accelerator="cuda" if device.startswith("cuda") else "cpu", devices=devices,
                          num_nodes=num_nodes)

@@ -2,21 +2,23 @@
 
 `genrep continual METHOD --devices N` starts N processes (Lightning Fabric's launcher, torchrun or
 srun). Every rank builds the same scenario, learner and RNG states and walks the same loop; what
-is split is the classifier's mini-batch: rank r of W takes rows r, r+W, … of the new rows and of
-the replayed rows of every batch (`rows_of_rank`), the loss is the rank's share of the full-batch
-loss (sums over its rows divided by the full counts), and the gradients are summed over ranks
-(`all_reduce_gradients`) before every optimiser step, so that the step is the full batch's step
-and the weights stay identical on every rank. Replay is drawn identically on every rank before it
-is split (the same buffer rows, the same generator samples: the global RNG streams stay in step
-because dropout draws from a per-rank fork, `rank_noise`); a replay generator or autoencoder
-(gr, binplay) trains replicated on every rank. Batch-norm statistics come from each rank's rows
-and rank 0's running statistics are broadcast at the end of each fit (`broadcast_buffers`), as
-DDP's default does. Global rank 0 alone writes files and logs.
+is split is each mini-batch: rank r of W takes rows r, r+W, … of the new rows and of the replayed
+rows (`rows_of_rank`), its loss is its share of the full batch's loss (sums over its rows divided
+by the full counts; for summed losses the plain sum), and the gradients are summed over the ranks
+(`all_reduce_gradients`) before every optimiser step, so that each step is the full batch's step
+and the weights stay identical on every rank. This covers the classifier of every classifier
+method (`fit_classifier`) and the VAEs of the generator methods (`VAELearner.train_vae`, Multiband's
+global iteration); a penalty (EWC, SI) is added after the sum, once. Replay is drawn identically on
+every rank before it is split (the same buffer rows, the same generator samples: the global RNG
+streams stay in step because dropout and the VAEs' reparameterisation / Gumbel noise draw from a
+per-rank fork, `rank_noise`); the replay generator of gr and the autoencoder of binplay train
+replicated on every rank. Batch-norm statistics come from each rank's rows and rank 0's running
+statistics are broadcast at the end of each fit (`broadcast_buffers`), as DDP's default does.
+Global rank 0 alone writes files and logs; every rank evaluates (the same numbers).
 
-Differences from 1 process, by construction: batch-norm sees half batches, dropout masks differ,
-and sums are added in another order; the accuracies match to within run-to-run noise, not bit for
-bit (benchmarks/RESULTS.md). Generator learners (multiband and its baselines) train their VAEs with
-their own loops, which are not sharded: they run in one process and refuse --devices > 1.
+Differences from 1 process, by construction: batch norm sees part batches, the noise (dropout,
+reparameterisation, Gumbel) is drawn elsewhere, and sums are added in another order; the results
+match to within run-to-run noise, not bit for bit (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -27,17 +29,6 @@ from collections.abc import Iterator
 import torch
 import torch.distributed as dist
 from torch import nn
-
-
-def check_data_parallel(method: str, processes: int) -> None:
-    """Refuse `--devices` > 1 for a learner that cannot train data parallel, saying why (ConfigError)."""
-    from genrep.continual.registry import get_learner
-    from genrep.errors import ConfigError
-
-    if get_learner(method).kind != "classifier":
-        raise ConfigError(f"{method} cannot run on {processes} processes: it trains its VAEs with its own loops, which "
-                          "are not split over processes (only the classifier methods are data parallel); run it with "
-                          "--devices 1, or run several seeds in parallel processes with --seeds 0, / --seeds 1,")
 
 
 def world() -> tuple[int, int]:

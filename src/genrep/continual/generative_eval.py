@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genrep.continual import cl_metrics
+from genrep.continual import cl_metrics, distributed
 from genrep.continual.learner import ContinualLearner
 from genrep.continual.scenario import Scenario, Task
 from genrep.data.calorimeter import to_counts
@@ -150,7 +150,7 @@ class GenerativeEvaluator:
     def end_round(self, learner: ContinualLearner, scenario: Scenario, learned: int, out_dir: str | Path) -> None:
         """Write `out_dir/samples/after_task{learned:02d}.png`: one row of 10 samples per learned task (task id j
         in row j; unconditional learners: rows of unconditional samples); nothing for learned = 0."""
-        if learned == 0:
+        if learned == 0 or not distributed.is_main():  # rank 0 writes (its samples come from forked RNGs)
             return
         conditional = getattr(learner, "task_conditional", True)
         wanted = {j: GRID_COLUMNS for j in range(learned)} if conditional else {None: GRID_COLUMNS * learned}

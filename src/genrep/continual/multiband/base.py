@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from genrep.continual import distributed
 from genrep.continual.learner import ContinualLearner, module_bytes
 from genrep.continual.multiband.networks import build_networks, check_architecture, check_task_code
 from genrep.continual.multiband.settings import VAESettings
@@ -163,6 +164,8 @@ class VAELearner(ContinualLearner):
         vae.train()
         optimizer = scheduler = None
         parameters: list[nn.Parameter] = []
+        split = distributed.world()[1] > 1  # data parallel (genrep.continual.distributed): this rank's rows
+        noise_base, step = (int(torch.randint(1 << 62, ())) if split else 0), 0  # the same draw on every rank
         for epoch in self.epochs_bar(epochs, label):
             starts = [phase for phase in phases if phase[0] == epoch]
             if starts:
@@ -174,10 +177,21 @@ class VAELearner(ContinualLearner):
                 if replay is not None:
                     old, old_tasks = replay(n_new)
                     batch, batch_tasks = torch.cat([batch, old]), torch.cat([batch_tasks, old_tasks])
-                recon, mu, log_var, bits = vae(batch, batch_tasks, tau)
-                loss = vae_loss(recon, batch, mu, log_var, kind=self.recon, scale=s.recon_scale)
+                if split:  # this rank's share of the batch loss: its rows' −ELBO sum over the full batch size
+                    rows = torch.cat([distributed.rows_of_rank(0, n_new), distributed.rows_of_rank(n_new, len(batch))])
+                    with distributed.rank_noise(noise_base, step):
+                        recon, mu, log_var, bits = vae(batch[rows], batch_tasks[rows], tau)
+                    loss = vae_loss(recon, batch[rows], mu, log_var, kind=self.recon, scale=s.recon_scale) * (
+                        len(rows) / len(batch))
+                    new_rows = rows < n_new
+                else:
+                    recon, mu, log_var, bits = vae(batch, batch_tasks, tau)
+                    loss = vae_loss(recon, batch, mu, log_var, kind=self.recon, scale=s.recon_scale)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if split:
+                    distributed.all_reduce_gradients(vae)
+                    step += 1
                 if on_step is not None:
                     on_step("before")
                 if penalty is not None:
@@ -187,9 +201,14 @@ class VAELearner(ContinualLearner):
                 if on_step is not None:
                     on_step("after")
                 if epoch == epochs - 1:
-                    frequencies.index_add_(0, tasks[index], (bits[:n_new].detach() > 0).float())
-                    counts.index_add_(0, tasks[index], torch.ones(n_new, 1, device=x.device))
+                    mine = rows[new_rows] if split else slice(None)  # this rank's new rows (all in 1 process)
+                    own_bits = bits[new_rows] if split else bits[:n_new]
+                    frequencies.index_add_(0, tasks[index][mine], (own_bits.detach() > 0).float())
+                    counts.index_add_(0, tasks[index][mine], torch.ones(len(own_bits), 1, device=x.device))
             scheduler.step()
+        if split:
+            frequencies, counts = distributed.sum_over_ranks(frequencies), distributed.sum_over_ranks(counts)
+            distributed.broadcast_buffers(vae)
         return frequencies / counts.clamp(min=1)
 
     def task_phases(self, vae: TwoLatentVAE, task: int) -> list[tuple[int, list[nn.Parameter], float, float]]:

@@ -27,6 +27,7 @@ import copy
 import math
 import torch
 
+from genrep.continual import distributed
 from genrep.continual.multiband.base import VAELearner, freeze
 from genrep.continual.multiband.forgetting import replace_similar_targets
 from genrep.continual.multiband.settings import MultibandSettings
@@ -170,6 +171,8 @@ class MultibandVAE(VAELearner):
             scheduler.step()
         self.history.append({"task": t, "local_epochs": s.epochs, "global_epochs": s.global_epochs,
                              "replayed_per_iteration": n_prev, "targets_replaced": replaced_total})
+        if distributed.world()[1] > 1:
+            distributed.broadcast_buffers(model)
         return model
 
     def global_iteration(self, model: GenerativePart, frozen: GenerativePart, local: TwoLatentVAE,
@@ -190,10 +193,15 @@ class MultibandVAE(VAELearner):
             replaced = int(mask.sum())
         lam, bits = torch.cat([lam_prev, lam_new]), torch.cat([bits_prev, bits_new])
         tasks, targets = torch.cat([tasks_prev, tasks_new]), torch.cat([targets_prev, batch])
+        split = distributed.world()[1] > 1  # data parallel: this rank's rows of each chunk, gradients summed
         for chunk in torch.randperm(len(lam), generator=generator).split(s.batch_size):
+            if split:
+                chunk = chunk[distributed.rows_of_rank(0, len(chunk))]
             loss = reconstruction_sum(model(lam[chunk], bits[chunk], tasks[chunk]), targets[chunk], self.recon)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if split:
+                distributed.all_reduce_gradients(model)
             optimizer.step()
         return replaced
 
