@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from conftest import assert_one_line_error, run_cli
+from genrep.errors import InputError
 from genrep.experiments import sharded_sampling as S
 from genrep.training.preemption import PREEMPTED_EXIT_CODE, Preempted, preemptible
 
@@ -69,6 +70,8 @@ def test_shard_plan_covers_every_index_once_and_round_robins_ranks():
     assert plan.of_rank(1, 3) == [1, 4, 7, 10]
     assert len({S.shard_seed(0, k) for k in range(50)} | {S.shard_seed(1, k) for k in range(50)}) == 100
     assert S.shard_seed(3, 7) == S.shard_seed(3, 7) and 0 <= S.shard_seed(3, 7) < 2**63
+    with pytest.raises(InputError, match="--shard-size must be an integer >= 1, got 0"):
+        S.ShardPlan(10, 0)
 
 
 @needs_gloo

@@ -64,14 +64,13 @@ def continual_cmd(args) -> int:
     out = args.out or f"runs/continual/{args.method}-{args.scenario}-{args.scale}{suffix}"
     overrides = parse_overrides(args.overrides, parse=False)
     # a bad --protocol or --set fails before the folder is looked at
-    learner_settings(args.method, args.scale, overrides, protocol=args.protocol)
+    settings = learner_settings(args.method, args.scale, overrides, protocol=args.protocol)
     resume = args.resume == "yes" or (args.resume == "auto" and (Path(out) / "config.json").is_file())
     if resume:
         check_resumable(out)
     devices, num_nodes = cli_devices(args.devices, args.num_nodes)
     if devices * num_nodes > 1:
-        device = str(learner_settings(args.method, args.scale, overrides, protocol=args.protocol).device)
-        launch_processes(accelerator="cuda" if device.startswith("cuda") else "cpu", devices=devices,
+        launch_processes(accelerator="cuda" if str(settings.device).startswith("cuda") else "cpu", devices=devices,
                          num_nodes=num_nodes)
     with preemptible():
         summary = run_method(args.method, args.scenario, scale=args.scale, seeds=args.seeds, out=out,

@@ -187,9 +187,7 @@ def sharded_sample_cmd(args) -> int:
     if args.labels or args.npz:
         raise InputError("--labels and --npz are for a PNG grid (-o FILE.png); sharded sampling balances the labels "
                          "itself and writes npz shards")
-    shard_size = DEFAULT_SHARD_SIZE if args.shard_size is None else args.shard_size
-    if shard_size < 1:
-        raise InputError(f"--shard-size must be >= 1, got {shard_size}")
+    plan = ShardPlan(args.n, DEFAULT_SHARD_SIZE if args.shard_size is None else args.shard_size)  # checks both
     overrides = parse_overrides(args.set)
     if set(overrides) - {"model"}:
         raise InputError(f"--set takes model.KEY=VALUE sampling settings, got {', '.join(args.set)}")
@@ -197,7 +195,7 @@ def sharded_sample_cmd(args) -> int:
     fabric = launch_processes(accelerator=args.accelerator, devices=devices, num_nodes=num_nodes)
     args.interrupt_hint = "the finished shards are kept; run the same command again to complete the job"
     with preemptible():
-        result = sample_shards(args.run, args.out, ShardPlan(args.n, shard_size), seed=args.seed, fmt=args.format,
+        result = sample_shards(args.run, args.out, plan, seed=args.seed, fmt=args.format,
                                model_overrides=overrides.get("model", {}), fabric=fabric,
                                progress=not args.no_progress, log=None)
     if fabric.is_global_zero:

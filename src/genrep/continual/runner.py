@@ -187,15 +187,6 @@ class _Progress:
             run_time_s=self.run_time)
 
 
-def distributed_stop_requested() -> bool:
-    """`stop_requested` agreed over the ranks of the default process group (a signal to rank 0 only
-    stops them all after the same task)."""
-    if distributed.world()[1] == 1:
-        return stop_requested()
-    flag = torch.tensor([1.0 if stop_requested() else 0.0])
-    return bool(distributed.sum_over_ranks(flag).item() > 0)
-
-
 def check_out_dir(out_dir: str | Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse to overwrite a run without `overwrite` (RunExistsError); with it, delete the runner's files."""
     out_dir = Path(out_dir)
@@ -371,7 +362,7 @@ def _run_locked(learner: ContinualLearner, scenario: Scenario, out_dir: Path, ev
             bar.update()
             with tqdm.external_write_mode():
                 say(_task_line(task, T, result, wall, eval_time))
-            if task.index + 1 < T and distributed_stop_requested():  # SIGTERM / SIGUSR1 during the task: stop at its end
+            if task.index + 1 < T and stop_requested():  # SIGTERM / SIGUSR1 during the task: stop at its end
                 raise preempted(f"task {task.index + 1}/{T} and its checkpoint ({out_dir / CHECKPOINT})",
                                 "continue with the same command and --resume (or --resume auto)")
     return state.result(out_dir, main, higher_is_better)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genrep.errors import ConfigError, DataError, one_line
+from genrep.errors import ConfigError, DataError, InputError, one_line
 from genrep.runs import read_json, write_json
 from genrep.utils.files import write_npz
 from genrep.utils.locks import locked_on_rank_zero
@@ -57,6 +57,11 @@ class ShardPlan:
 
     n: int
     shard_size: int = DEFAULT_SHARD_SIZE
+
+    def __post_init__(self) -> None:
+        for name, value in (("-n", self.n), ("--shard-size", self.shard_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be an integer >= 1, got {value!r}")
 
     @property
     def num_shards(self) -> int:
@@ -275,7 +280,7 @@ def sample_shards(run_dir: str | Path, out: str | Path, plan: ShardPlan, *, seed
                                                        test_conditions=test_conditions), fmt)
                     written += 1
                     bar.update()
-                if step + 1 < rounds and stop_requested(fabric):
+                if step + 1 < rounds and stop_requested():
                     raise preempted(f"writing {written} shard(s) on rank {rank}",
                                     "run the same command again: the finished shards are kept and skipped",
                                     rank_zero=rank == 0)

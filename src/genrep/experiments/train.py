@@ -26,7 +26,7 @@ from genrep.training.checkpoint import checkpoint_step
 from genrep.training.loop import RESUME_CHANGEABLE_FIELDS, check_steps_reached, config_differences
 from genrep.training.preemption import preemptible
 from genrep.utils.images import save_grid
-from genrep.utils.locks import locked_on_rank_zero
+from genrep.utils.locks import empty_folder, locked_on_rank_zero
 from genrep.utils.plots import plot_training_curves
 
 GRID_SIZE = 64
@@ -214,11 +214,7 @@ def discard_unstarted_run(out: Path, *, remove_folder: bool) -> None:
     if remove_folder:
         shutil.rmtree(out, ignore_errors=True)
         return
-    for child in out.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
+    empty_folder(out, ignore_errors=True)
 
 
 MEMORY_MARKERS = ("not enough memory", "defaultcpuallocator", "out of memory", "can't allocate memory",

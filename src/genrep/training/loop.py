@@ -220,7 +220,7 @@ class Trainer:
 
                 last = pos.step == cfg.steps
                 check_stop = fabric.world_size == 1 or pos.step % STOP_CHECK_EVERY == 0
-                if not last and check_stop and stop_requested(fabric):  # SIGTERM / SIGUSR1: checkpoint and stop
+                if not last and check_stop and stop_requested():  # SIGTERM / SIGUSR1: checkpoint and stop
                     self._stop(pos, model, optimizers, schedulers, ema, run_config, window, wall_before, start_time)
                 log_now = last or pos.step % cfg.log_every == 0
                 eval_now = val_batches is not None and cfg.eval_every > 0 and (last or pos.step % cfg.eval_every == 0)

@@ -3,7 +3,7 @@
 Cluster schedulers stop jobs with SIGTERM (SLURM at the time limit or on preemption, Kubernetes,
 torchrun forwarding its own SIGTERM) and SLURM can warn ahead with SIGUSR1 (`sbatch
 --signal=USR1@120`). Inside `preemptible()` those signals only set a flag; the long-running loops
-(`Trainer.fit`, the continual runner, sharded sampling) poll `stop_requested(fabric)` at each step
+(`Trainer.fit`, the continual runner, sharded sampling) poll `stop_requested()` at each step
 (task, shard) boundary, write their checkpoint and raise `Preempted`, which the CLI prints with the
 resume hint and turns into exit status `PREEMPTED_EXIT_CODE`. Under SLURM, when the job allows
 requeueing (`scontrol show job` says Requeue=1, e.g. `sbatch --requeue`), global rank 0 also runs
@@ -68,14 +68,18 @@ def received_signal() -> str | None:
     return _received[0] if _received else None
 
 
-def stop_requested(fabric=None) -> bool:
-    """Whether any process of the run caught a stop signal: every rank agrees (one all-reduce of a flag
-    under DDP), so all of them stop at the same step. Call it at the same point on every rank."""
+def stop_requested() -> bool:
+    """Whether any process of the run caught a stop signal: under several processes (the default
+    `torch.distributed` group, which Fabric and torchrun set up) every rank agrees through one
+    all-reduce of a flag, so all of them stop at the same step. Call it at the same point on every rank."""
+    import torch.distributed as dist
+
     local = received_signal() is not None
-    if fabric is None or fabric.world_size == 1:
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return local
-    flag = torch.tensor([1.0 if local else 0.0], device=fabric.device)
-    return bool(fabric.all_reduce(flag, reduce_op="sum").item() > 0)
+    flag = torch.tensor([1.0 if local else 0.0], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(flag)
+    return bool(flag.item() > 0)
 
 
 def preempted(what: str, resume_hint: str, *, rank_zero: bool = True) -> Preempted:

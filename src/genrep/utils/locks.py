@@ -52,31 +52,20 @@ def unlock_folder(path: str | Path) -> None:
         os.close(fd)  # closing the last descriptor releases the flock
 
 
-@contextlib.contextmanager
-def locked_folder(path: str | Path, *, what: str = "run folder", enabled: bool = True) -> Iterator[Path]:
-    """`lock_folder` for the duration of the block (released after, also on errors); with
-    `enabled=False` (ranks other than 0) nothing is locked."""
-    if not enabled:
-        yield Path(path)
-        return
-    already = Path(path).resolve() in _held if Path(path).exists() else False
-    folder = lock_folder(path, what=what)
-    try:
-        yield folder
-    finally:
-        if not already:
-            unlock_folder(folder)
-
-
-def empty_folder(path: str | Path) -> None:
-    """Remove everything inside `path` but keep the folder (and so its lock)."""
+def empty_folder(path: str | Path, *, ignore_errors: bool = False) -> None:
+    """Remove everything inside `path` but keep the folder (and so its lock); with `ignore_errors`
+    what cannot be removed stays, silently (clean-up after a failure)."""
     import shutil
 
     for child in Path(path).iterdir():
         if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
+            shutil.rmtree(child, ignore_errors=ignore_errors)
         else:
-            child.unlink()
+            try:
+                child.unlink(missing_ok=True)
+            except OSError:
+                if not ignore_errors:
+                    raise
 
 
 @contextlib.contextmanager
@@ -89,8 +78,9 @@ def locked_on_rank_zero(path: str | Path, *, what: str = "run folder") -> Iterat
 
     grouped = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     rank = dist.get_rank() if grouped else 0
-    error = None
+    error, acquired = None, False
     if rank == 0:
+        acquired = Path(path).resolve() not in _held  # a lock held already stays held after the block
         try:
             lock_folder(path, what=what)
         except FolderInUseError as err:
@@ -107,5 +97,5 @@ def locked_on_rank_zero(path: str | Path, *, what: str = "run folder") -> Iterat
     try:
         yield Path(path)
     finally:
-        if rank == 0:
+        if acquired:
             unlock_folder(path)
